@@ -2,11 +2,30 @@
 //!
 //! Layout: the twelve hash functions of twemproxy's hashkit (`HashKind`), hash-tag
 //! extraction, and the three distributions (`DistributionKind`: ketama, modula,
-//! random) that map a key hash to a server index. Every function here is pure and
-//! matches nutcracker 0.5.0 bit for bit.
+//! random) that map a key hash to a server index. Everything matches nutcracker
+//! 0.5.0 bit for bit; only `random` has state (its PRNG).
+//!
+//! - `hash`: `HashKind::hash`, the twelve hash functions.
+//! - `tag`: `hash_tag_key`, the part of a key that is hashed.
+//! - `continuum`: `Continuum` and `ServerSpec`, the per-pool routing table.
+//! - `ketama`, `modula`, `random`: the three tables behind `Continuum`.
+//!
+//! No function panics on any key: keys are untrusted bytes.
 #![forbid(unsafe_code)]
 
+mod continuum;
+mod hash;
+mod ketama;
+mod modula;
+mod random;
+mod tag;
+
+pub use continuum::{Continuum, ServerSpec};
+pub use tag::hash_tag_key;
+
 /// The `hash:` pool key. Names are the ones nutcracker accepts.
+// Variant names mirror the config names (`fnv1a_64`), hence the underscores.
+#[allow(non_camel_case_types)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum HashKind {
     OneAtATime,

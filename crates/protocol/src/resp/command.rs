@@ -1,0 +1,184 @@
+//! The command table: which commands nutcracker 0.5.0 proxies, their arity
+//! class (which also says where the keys are) and any special handling.
+
+use super::table::COMMANDS;
+
+/// nutcracker's argument classes (`redis_argz`, `redis_arg0`, ...). The first
+/// key, when there is one, is always the first argument after the name,
+/// except for EVAL/EVALSHA where it follows `script numkeys`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Arity {
+    /// The name alone (PING, QUIT, COMMAND).
+    Argz,
+    /// key
+    Arg0,
+    /// key + 1 argument
+    Arg1,
+    /// key + 2 arguments
+    Arg2,
+    /// key + 3 arguments
+    Arg3,
+    /// key + any number of arguments
+    ArgN,
+    /// one or more keys (fragmented across servers)
+    ArgX,
+    /// key value pairs (fragmented across servers)
+    ArgKvx,
+    /// script numkeys key [key ...] [arg ...], numkeys >= 1
+    ArgEval,
+    /// any arguments, no key (routed by a placeholder key)
+    NoKey,
+}
+
+/// What the proxy does beyond routing by the first key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Special {
+    None,
+    /// Answered locally with `+PONG`.
+    Ping,
+    /// No reply; the connection closes after earlier replies.
+    Quit,
+    /// Checked against `redis_auth` locally, never forwarded.
+    Auth,
+    /// Parsed but not forwardable: the connection is closed (nutcracker: MOVE).
+    Close,
+    /// Routed by the key `"placeholder"` (COMMAND, LOLWUT).
+    Placeholder,
+    Mget,
+    Del,
+    Unlink,
+    Touch,
+    Mset,
+}
+
+/// How a multi-key request is split per server and its replies merged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FragmentKind {
+    /// Arrays merged back into key order.
+    Mget,
+    /// Integers summed (DEL, UNLINK, TOUCH).
+    Sum,
+    /// Status replies dropped, one `+OK`.
+    Mset,
+}
+
+/// One row of the command table.
+#[derive(Debug, PartialEq, Eq)]
+pub struct CommandSpec {
+    /// Lowercase name, as re-emitted in fragments.
+    pub name: &'static str,
+    pub arity: Arity,
+    pub special: Special,
+}
+
+impl CommandSpec {
+    /// How requests of this command fragment when they carry more than one key.
+    pub fn fragment_kind(&self) -> Option<FragmentKind> {
+        match self.special {
+            Special::Mget => Some(FragmentKind::Mget),
+            Special::Del | Special::Unlink | Special::Touch => Some(FragmentKind::Sum),
+            Special::Mset => Some(FragmentKind::Mset),
+            _ => None,
+        }
+    }
+
+    /// Every command in the table, sorted by name.
+    pub fn all() -> &'static [CommandSpec] {
+        &COMMANDS
+    }
+}
+
+/// The longest command name in the table; longer names cannot match.
+const MAX_NAME_LEN: usize = 17;
+
+/// Finds a command by name, case-insensitively, without allocating.
+pub fn lookup(name: &[u8]) -> Option<&'static CommandSpec> {
+    if name.is_empty() || name.len() > MAX_NAME_LEN {
+        return None;
+    }
+    let mut lower = [0u8; MAX_NAME_LEN];
+    for (dst, src) in lower.iter_mut().zip(name) {
+        *dst = src.to_ascii_lowercase();
+    }
+    let lower = &lower[..name.len()];
+    COMMANDS
+        .binary_search_by(|spec| spec.name.as_bytes().cmp(lower))
+        .ok()
+        .map(|i| &COMMANDS[i])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_is_sorted_unique_and_lowercase() {
+        for pair in COMMANDS.windows(2) {
+            assert!(
+                pair[0].name < pair[1].name,
+                "{} / {}",
+                pair[0].name,
+                pair[1].name
+            );
+        }
+        for spec in COMMANDS.iter() {
+            assert_eq!(spec.name, spec.name.to_ascii_lowercase());
+            assert!(spec.name.len() <= MAX_NAME_LEN);
+        }
+    }
+
+    #[test]
+    fn lookup_is_case_insensitive() {
+        assert_eq!(lookup(b"GET").map(|c| c.name), Some("get"));
+        assert_eq!(lookup(b"gEt").map(|c| c.arity), Some(Arity::Arg0));
+        assert_eq!(
+            lookup(b"georadiusbymember").map(|c| c.arity),
+            Some(Arity::ArgN)
+        );
+        assert!(lookup(b"KEYS").is_none());
+        assert!(lookup(b"").is_none());
+        assert!(lookup(b"georadiusbymemberx").is_none());
+        assert!(lookup(&[0xff; 3]).is_none());
+    }
+
+    #[test]
+    fn classes_from_the_reference() {
+        let class = |n: &str| lookup(n.as_bytes()).map(|c| c.arity);
+        assert_eq!(class("ping"), Some(Arity::Argz));
+        assert_eq!(class("exists"), Some(Arity::ArgN));
+        assert_eq!(class("set"), Some(Arity::ArgN));
+        assert_eq!(class("mset"), Some(Arity::ArgKvx));
+        assert_eq!(class("evalsha"), Some(Arity::ArgEval));
+        assert_eq!(class("lolwut"), Some(Arity::NoKey));
+        assert_eq!(
+            lookup(b"unlink").and_then(|c| c.fragment_kind()),
+            Some(FragmentKind::Sum)
+        );
+        assert_eq!(
+            lookup(b"mget").and_then(|c| c.fragment_kind()),
+            Some(FragmentKind::Mget)
+        );
+        assert_eq!(lookup(b"hmget").and_then(|c| c.fragment_kind()), None);
+        for unsupported in [
+            "keys",
+            "info",
+            "select",
+            "multi",
+            "subscribe",
+            "scan",
+            "rename",
+            "bitop",
+            "blpop",
+            "time",
+            "flushall",
+            "config",
+            "hello",
+            "client",
+            "msetnx",
+            "echo",
+            "object",
+        ] {
+            assert!(lookup(unsupported.as_bytes()).is_none(), "{unsupported}");
+        }
+    }
+}

@@ -1,0 +1,84 @@
+//! RESP2: requests, replies, the command table and encoders.
+//!
+//! Layout: `request` parses and validates one client request in place and
+//! returns spans into the caller's buffer; `reply` scans one server reply;
+//! `command`/`table` hold the command table; `encode` writes the few frames the
+//! proxy synthesizes.
+
+mod command;
+mod encode;
+mod reply;
+mod request;
+mod table;
+
+pub use command::{lookup, Arity, CommandSpec, FragmentKind, Special};
+pub use encode::{encode_array_header, encode_bulk, encode_command, encode_integer, write_usize};
+pub use reply::{parse_reply, ArrayElements, Reply, ReplyKind};
+pub use request::{parse_request, ArgIter, Request};
+
+use thiserror::Error;
+
+/// Why a buffer is not (yet) one valid message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
+#[non_exhaustive]
+pub enum ParseError {
+    /// The bytes so far are a valid prefix: read more and parse again.
+    #[error("incomplete message")]
+    Incomplete,
+    /// A byte that the grammar does not allow here.
+    #[error("protocol error: {0}")]
+    Protocol(&'static str),
+    /// A request whose command nutcracker does not support.
+    #[error("unsupported command")]
+    UnsupportedCommand,
+    /// A supported command with an argument count nutcracker rejects.
+    #[error("wrong number of arguments")]
+    Arity,
+    /// A key at or above `Limits::max_key_len`.
+    #[error("key too long")]
+    KeyTooLong,
+    /// A bulk length above `Limits::max_bulk_len`.
+    #[error("bulk string too long")]
+    BulkTooLong,
+    /// An array length above `Limits::max_array_len`.
+    #[error("array too long")]
+    ArrayTooLong,
+    /// Reply arrays nested deeper than `Limits::max_depth`.
+    #[error("arrays nested too deep")]
+    TooDeep,
+}
+
+/// Reads a decimal line terminated by CRLF starting at `pos`, digits only,
+/// as nutcracker's `isdigit` loops do (no sign, leading zeros fine).
+/// Returns the value, the number of digits and the position after the LF.
+#[inline]
+pub(crate) fn read_uint_line(
+    buf: &[u8],
+    mut pos: usize,
+) -> Result<(usize, usize, usize), ParseError> {
+    let start = pos;
+    let mut value: usize = 0;
+    loop {
+        let Some(&ch) = buf.get(pos) else {
+            return Err(ParseError::Incomplete);
+        };
+        match ch {
+            b'0'..=b'9' => {
+                value = value
+                    .checked_mul(10)
+                    .and_then(|v| v.checked_add(usize::from(ch - b'0')))
+                    .ok_or(ParseError::Protocol("number too large"))?;
+                pos += 1;
+            }
+            b'\r' => {
+                match buf.get(pos + 1) {
+                    None => return Err(ParseError::Incomplete),
+                    Some(b'\n') => {}
+                    Some(_) => return Err(ParseError::Protocol("expected LF after CR")),
+                }
+                return Ok((value, pos - start, pos + 2));
+            }
+            _ => return Err(ParseError::Protocol("expected digit")),
+        }
+    }
+}
