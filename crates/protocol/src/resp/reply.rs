@@ -251,16 +251,8 @@ mod tests {
 
     #[test]
     fn nested_arrays() {
-        check(
-            b"*2\r\n*1\r\n:1\r\n*2\r\n$1\r\na\r\n*0\r\n\r\n"
-                [..b"*2\r\n*1\r\n:1\r\n*2\r\n$1\r\na\r\n*0\r\n".len()]
-                .as_ref(),
-            Ok(ReplyKind::Array(2)),
-        );
-        check(
-            b"*3\r\n$1\r\na\r\n$-1\r\n*1\r\n+x\r\n",
-            Ok(ReplyKind::Array(3)),
-        );
+        check(b"*2\r\n*1\r\n:1\r\n*2\r\n$1\r\na\r\n*0\r\n", Ok(ReplyKind::Array(2)));
+        check(b"*3\r\n$1\r\na\r\n$-1\r\n*1\r\n+x\r\n", Ok(ReplyKind::Array(3)));
     }
 
     #[test]

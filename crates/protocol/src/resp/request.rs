@@ -251,7 +251,7 @@ mod tests {
             assert_eq!(r.len, input.len(), "request must consume the whole input");
             (r.command.name, &input[r.key.clone()], r.nkeys)
         });
-        assert_eq!(got, expect.map(|(n, k, c)| (n, k, c)));
+        assert_eq!(got, expect);
     }
 
     #[test]

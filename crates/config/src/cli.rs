@@ -1,0 +1,531 @@
+//! nutcracker's command line (src/nc.c nc_get_options), plus ncproxy's extensions.
+//!
+//! This is a small hand-written `getopt_long` rather than clap: drop-in
+//! compatibility needs GNU getopt's exact behaviour — bundled short flags
+//! (`-tdv5`), an option argument taken from the next word even when it starts
+//! with `-` (`-v -1`, `-c --`), non-options permuted away and ignored, unique
+//! prefixes of long names (`--verb=5`), ambiguous or unknown long names
+//! reported as option `'\0'`, `--help=x` reported as `-- 'h'` — and
+//! nutcracker's own wording for every error (`option -s requires a number`),
+//! none of which clap can be configured to reproduce.
+//!
+//! Numbers are parsed with nutcracker's `nc_atoi` (digits only, 32-bit
+//! wrap-around), so `-s 4294967297` is port 1, exactly as in nutcracker.
+//!
+//! Extensions are long-only (`--workers`, `--send-mode`, `--iov-max`,
+//! `--send-limit`, `--prometheus-port`) and must be spelled in full, so that
+//! every abbreviation nutcracker accepts keeps meaning the same option.
+
+use std::ffi::OsString;
+
+use crate::conf::{nc_atoi, valid_port};
+use crate::{Config, SendMode, MAX_IOV_MAX, MIN_IOV_MAX};
+
+/// Default `-v` level (LOG_NOTICE), and the bounds `log_init` clamps to.
+pub const DEFAULT_VERBOSITY: u8 = 5;
+pub const MIN_VERBOSITY: u8 = 0;
+pub const MAX_VERBOSITY: u8 = 11;
+/// Upstream's default `-c` (the Debian build uses /etc/nutcracker/nutcracker.yml).
+pub const DEFAULT_CONF_FILE: &str = "conf/nutcracker.yml";
+pub const DEFAULT_STATS_PORT: u16 = 22222;
+pub const DEFAULT_STATS_ADDR: &str = "0.0.0.0";
+pub const DEFAULT_STATS_INTERVAL_MS: u64 = 30_000;
+pub const DEFAULT_MBUF_SIZE: usize = 16384;
+pub const MIN_MBUF_SIZE: usize = 512;
+pub const MAX_MBUF_SIZE: usize = 16_777_216;
+
+/// The nutcracker version ncproxy is compatible with.
+pub const NUTCRACKER_VERSION: &str = "0.5.0";
+
+/// What the command line asks for. The binary prints [`version_text`] first
+/// for `Help`, `Version` and `DescribeStats`, as nutcracker does.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CliAction {
+    /// `-h`: version banner, then [`usage_text`]; exit 0. (With `-D` as well,
+    /// nutcracker would also print the stats description; ncproxy does not.)
+    Help,
+    /// `-V`: version banner; exit 0.
+    Version,
+    /// `-D`: version banner, then the stats description; exit 0.
+    DescribeStats,
+    /// `-t`: check the configuration file and exit.
+    TestConf(Options),
+    /// Run the proxy.
+    Run(Options),
+}
+
+/// Settings from the command line, with nutcracker's (upstream) defaults.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Options {
+    /// `-c`: configuration file.
+    pub conf_file: String,
+    /// `-v`: log level 0..=11 (larger values are clamped to 11 like log_init).
+    pub verbosity: u8,
+    /// `-o`: log file; `None` = stderr (an empty `-o ''` also means stderr).
+    pub output: Option<String>,
+    /// `-s`: stats port.
+    pub stats_port: u16,
+    /// `-a`: stats address (resolved by the binary).
+    pub stats_addr: String,
+    /// `-i`: stats aggregation interval in ms.
+    pub stats_interval_ms: u64,
+    /// `-p`: pid file; `None` = no pid file.
+    pub pid_file: Option<String>,
+    /// `-m`: mbuf chunk size in bytes, 512..=16777216.
+    pub mbuf_size: usize,
+    /// `-d`: daemonize.
+    pub daemonize: bool,
+    /// `--workers N` (extension): worker threads; `None` = number of cores.
+    pub workers: Option<usize>,
+    /// `--send-mode` (extension): overrides every pool's `send_mode`.
+    pub send_mode: Option<SendMode>,
+    /// `--iov-max` (extension): overrides every pool's `iov_max`.
+    pub iov_max: Option<usize>,
+    /// `--send-limit` (extension): overrides every pool's `send_limit`.
+    pub send_limit: Option<usize>,
+    /// `--prometheus-port` (extension): serve Prometheus metrics on this port.
+    pub prometheus_port: Option<u16>,
+}
+
+impl Default for Options {
+    fn default() -> Options {
+        Options {
+            conf_file: DEFAULT_CONF_FILE.to_owned(),
+            verbosity: DEFAULT_VERBOSITY,
+            output: None,
+            stats_port: DEFAULT_STATS_PORT,
+            stats_addr: DEFAULT_STATS_ADDR.to_owned(),
+            stats_interval_ms: DEFAULT_STATS_INTERVAL_MS,
+            pid_file: None,
+            mbuf_size: DEFAULT_MBUF_SIZE,
+            daemonize: false,
+            workers: None,
+            send_mode: None,
+            iov_max: None,
+            send_limit: None,
+            prometheus_port: None,
+        }
+    }
+}
+
+impl Options {
+    /// Applies the per-pool overrides (`--send-mode`, `--iov-max`,
+    /// `--send-limit`) to every pool of `config`.
+    pub fn apply_overrides(&self, config: &mut Config) {
+        for pool in &mut config.pools {
+            if let Some(mode) = self.send_mode {
+                pool.send_mode = mode;
+            }
+            if let Some(n) = self.iov_max {
+                pool.iov_max = n;
+            }
+            if let Some(n) = self.send_limit {
+                pool.send_limit = Some(n);
+            }
+        }
+    }
+}
+
+/// A rejected command line. `Display` is nutcracker's exact message; the
+/// binary prints it, then [`usage_text`], and exits 1.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum CliError {
+    /// Unknown option character; `'\0'` for an unknown or ambiguous long
+    /// option (nutcracker really prints a NUL byte there).
+    #[error("nutcracker: invalid option -- '{0}'")]
+    InvalidOption(char),
+    /// Missing or non-numeric value for `-v`, `-s`, `-i`, or missing for `-m`.
+    #[error("nutcracker: option -{0} requires a number")]
+    RequiresNumber(char),
+    /// Missing value for `-o`, `-c`, `-p`.
+    #[error("nutcracker: option -{0} requires a file name")]
+    RequiresFileName(char),
+    /// Missing value for `-a`.
+    #[error("nutcracker: option -{0} requires a string")]
+    RequiresString(char),
+    /// `-m` value zero or not a number.
+    #[error("nutcracker: option -{0} requires a non-zero number")]
+    RequiresNonZeroNumber(char),
+    /// `-s` value outside 1..=65535.
+    #[error("nutcracker: option -s value {0} is not a valid port")]
+    InvalidStatsPort(i32),
+    /// `-m` value outside 512..=16777216.
+    #[error("nutcracker: mbuf chunk size must be between {MIN_MBUF_SIZE} and {MAX_MBUF_SIZE} bytes")]
+    MbufSize,
+    /// Extension option missing its value or given a non-number.
+    #[error("nutcracker: option --{0} requires a number")]
+    ExtRequiresNumber(&'static str),
+    /// Extension option given zero.
+    #[error("nutcracker: option --{0} requires a non-zero number")]
+    ExtRequiresNonZeroNumber(&'static str),
+    /// `--send-mode` missing its value.
+    #[error("nutcracker: option --send-mode requires a string")]
+    SendModeMissing,
+    /// `--send-mode` value not recognised.
+    #[error("nutcracker: option --send-mode value '{0}' is not \"batched\" or \"per_message\"")]
+    InvalidSendMode(String),
+    /// `--iov-max` outside 1..=1024.
+    #[error("nutcracker: option --iov-max value must be between {MIN_IOV_MAX} and {MAX_IOV_MAX}")]
+    IovMaxRange,
+    /// `--prometheus-port` outside 1..=65535.
+    #[error("nutcracker: option --prometheus-port value {0} is not a valid port")]
+    InvalidPrometheusPort(i32),
+}
+
+/// Option identities: nutcracker's short characters, then the extensions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Opt {
+    Short(u8),
+    Workers,
+    SendMode,
+    IovMax,
+    SendLimit,
+    PrometheusPort,
+}
+
+struct LongOpt {
+    name: &'static str,
+    has_arg: bool,
+    opt: Opt,
+    /// nutcracker's own options may be abbreviated; the extensions may not.
+    abbreviable: bool,
+}
+
+const fn nc(name: &'static str, has_arg: bool, c: u8) -> LongOpt {
+    LongOpt {
+        name,
+        has_arg,
+        opt: Opt::Short(c),
+        abbreviable: true,
+    }
+}
+
+const fn ext(name: &'static str, opt: Opt) -> LongOpt {
+    LongOpt {
+        name,
+        has_arg: true,
+        opt,
+        abbreviable: false,
+    }
+}
+
+const LONG_OPTIONS: &[LongOpt] = &[
+    nc("help", false, b'h'),
+    nc("version", false, b'V'),
+    nc("test-conf", false, b't'),
+    nc("daemonize", false, b'd'),
+    nc("describe-stats", false, b'D'),
+    nc("verbose", true, b'v'),
+    nc("output", true, b'o'),
+    nc("conf-file", true, b'c'),
+    nc("stats-port", true, b's'),
+    nc("stats-interval", true, b'i'),
+    nc("stats-addr", true, b'a'),
+    nc("pid-file", true, b'p'),
+    nc("mbuf-size", true, b'm'),
+    ext("workers", Opt::Workers),
+    ext("send-mode", Opt::SendMode),
+    ext("iov-max", Opt::IovMax),
+    ext("send-limit", Opt::SendLimit),
+    ext("prometheus-port", Opt::PrometheusPort),
+];
+
+/// nutcracker's short option string "hVtdDv:o:c:s:i:a:p:m:": (char, has_arg).
+fn short_option(c: u8) -> Option<bool> {
+    match c {
+        b'h' | b'V' | b't' | b'd' | b'D' => Some(false),
+        b'v' | b'o' | b'c' | b's' | b'i' | b'a' | b'p' | b'm' => Some(true),
+        _ => None,
+    }
+}
+
+/// getopt_long's long-name lookup: exact match, else a unique prefix.
+fn find_long(name: &[u8]) -> Option<&'static LongOpt> {
+    if let Some(o) = LONG_OPTIONS.iter().find(|o| o.name.as_bytes() == name) {
+        return Some(o);
+    }
+    let mut matches = LONG_OPTIONS
+        .iter()
+        .filter(|o| o.abbreviable && o.name.as_bytes().starts_with(name));
+    match (matches.next(), matches.next()) {
+        (Some(o), None) => Some(o),
+        _ => None, // unknown or ambiguous: getopt reports optopt 0
+    }
+}
+
+/// The error for an option whose required value is missing (getopt's '?'
+/// with optopt set, as nc_get_options words it).
+fn missing_value(opt: Opt) -> CliError {
+    match opt {
+        Opt::Short(c @ (b'o' | b'c' | b'p')) => CliError::RequiresFileName(char::from(c)),
+        Opt::Short(c @ (b'm' | b'v' | b's' | b'i')) => CliError::RequiresNumber(char::from(c)),
+        Opt::Short(c @ b'a') => CliError::RequiresString(char::from(c)),
+        Opt::Short(c) => CliError::InvalidOption(char::from(c)),
+        Opt::Workers => CliError::ExtRequiresNumber("workers"),
+        Opt::SendMode => CliError::SendModeMissing,
+        Opt::IovMax => CliError::ExtRequiresNumber("iov-max"),
+        Opt::SendLimit => CliError::ExtRequiresNumber("send-limit"),
+        Opt::PrometheusPort => CliError::ExtRequiresNumber("prometheus-port"),
+    }
+}
+
+#[derive(Default)]
+struct Flags {
+    show_help: bool,
+    show_version: bool,
+    test_conf: bool,
+    describe_stats: bool,
+}
+
+fn lossy(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// One option with its value, as nc_get_options' switch handles it.
+fn apply(opt: Opt, value: &[u8], o: &mut Options, f: &mut Flags) -> Result<(), CliError> {
+    let num = || nc_atoi(value);
+    match opt {
+        Opt::Short(b'h') => {
+            f.show_version = true;
+            f.show_help = true;
+        }
+        Opt::Short(b'V') => f.show_version = true,
+        Opt::Short(b't') => f.test_conf = true,
+        Opt::Short(b'd') => o.daemonize = true,
+        Opt::Short(b'D') => {
+            f.describe_stats = true;
+            f.show_version = true;
+        }
+        Opt::Short(b'v') => {
+            let v = num();
+            if v < 0 {
+                return Err(CliError::RequiresNumber('v'));
+            }
+            o.verbosity = v.min(i32::from(MAX_VERBOSITY)) as u8;
+        }
+        Opt::Short(b'o') => o.output = (!value.is_empty()).then(|| lossy(value)),
+        Opt::Short(b'c') => o.conf_file = lossy(value),
+        Opt::Short(b's') => {
+            let v = num();
+            if v < 0 {
+                return Err(CliError::RequiresNumber('s'));
+            }
+            if !valid_port(v) {
+                return Err(CliError::InvalidStatsPort(v));
+            }
+            o.stats_port = v as u16;
+        }
+        Opt::Short(b'i') => {
+            let v = num();
+            if v < 0 {
+                return Err(CliError::RequiresNumber('i'));
+            }
+            o.stats_interval_ms = v as u64;
+        }
+        Opt::Short(b'a') => o.stats_addr = lossy(value),
+        Opt::Short(b'p') => o.pid_file = Some(lossy(value)),
+        Opt::Short(b'm') => {
+            let v = num();
+            if v <= 0 {
+                return Err(CliError::RequiresNonZeroNumber('m'));
+            }
+            let v = v as usize;
+            if !(MIN_MBUF_SIZE..=MAX_MBUF_SIZE).contains(&v) {
+                return Err(CliError::MbufSize);
+            }
+            o.mbuf_size = v;
+        }
+        Opt::Short(c) => return Err(CliError::InvalidOption(char::from(c))),
+        Opt::Workers => {
+            let v = num();
+            if v < 0 {
+                return Err(CliError::ExtRequiresNumber("workers"));
+            }
+            if v == 0 {
+                return Err(CliError::ExtRequiresNonZeroNumber("workers"));
+            }
+            o.workers = Some(v as usize);
+        }
+        Opt::SendMode => {
+            let s = lossy(value);
+            o.send_mode = Some(SendMode::from_name(&s).ok_or(CliError::InvalidSendMode(s))?);
+        }
+        Opt::IovMax => {
+            let v = num();
+            if v < 0 {
+                return Err(CliError::ExtRequiresNumber("iov-max"));
+            }
+            let v = v as usize;
+            if !(MIN_IOV_MAX..=MAX_IOV_MAX).contains(&v) {
+                return Err(CliError::IovMaxRange);
+            }
+            o.iov_max = Some(v);
+        }
+        Opt::SendLimit => {
+            let v = num();
+            if v < 0 {
+                return Err(CliError::ExtRequiresNumber("send-limit"));
+            }
+            if v == 0 {
+                return Err(CliError::ExtRequiresNonZeroNumber("send-limit"));
+            }
+            o.send_limit = Some(v as usize);
+        }
+        Opt::PrometheusPort => {
+            let v = num();
+            if v < 0 {
+                return Err(CliError::ExtRequiresNumber("prometheus-port"));
+            }
+            if !valid_port(v) {
+                return Err(CliError::InvalidPrometheusPort(v));
+            }
+            o.prometheus_port = Some(v as u16);
+        }
+    }
+    Ok(())
+}
+
+#[cfg(unix)]
+fn arg_bytes(a: OsString) -> Vec<u8> {
+    use std::os::unix::ffi::OsStringExt;
+    a.into_vec()
+}
+
+#[cfg(not(unix))]
+fn arg_bytes(a: OsString) -> Vec<u8> {
+    a.to_string_lossy().into_owned().into_bytes()
+}
+
+/// Parses the command line *without* the program name (pass
+/// `std::env::args_os().skip(1)`), stopping at the first error like
+/// nutcracker.
+pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<CliAction, CliError> {
+    let args: Vec<Vec<u8>> = args.into_iter().map(arg_bytes).collect();
+    let mut opts = Options::default();
+    let mut flags = Flags::default();
+    let mut i = 0;
+    while i < args.len() {
+        let arg = &args[i];
+        i += 1;
+        if arg.as_slice() == b"--" {
+            break; // everything after is a non-option
+        }
+        if let Some(body) = arg.strip_prefix(b"--") {
+            let (name, inline) = match body.iter().position(|&b| b == b'=') {
+                Some(eq) => (&body[..eq], Some(&body[eq + 1..])),
+                None => (body, None),
+            };
+            let Some(long) = find_long(name) else {
+                return Err(CliError::InvalidOption('\0'));
+            };
+            let value: &[u8] = match (long.has_arg, inline) {
+                (false, None) => &[],
+                (false, Some(_)) => {
+                    // getopt reports the option's own character.
+                    return Err(match long.opt {
+                        Opt::Short(c) => CliError::InvalidOption(char::from(c)),
+                        other => missing_value(other),
+                    });
+                }
+                (true, Some(v)) => v,
+                (true, None) => match args.get(i) {
+                    Some(v) => {
+                        i += 1;
+                        v
+                    }
+                    None => return Err(missing_value(long.opt)),
+                },
+            };
+            apply(long.opt, value, &mut opts, &mut flags)?;
+        } else if arg.len() > 1 && arg[0] == b'-' {
+            let mut j = 1;
+            while j < arg.len() {
+                let c = arg[j];
+                j += 1;
+                let Some(has_arg) = short_option(c) else {
+                    return Err(CliError::InvalidOption(char::from(c)));
+                };
+                if !has_arg {
+                    apply(Opt::Short(c), &[], &mut opts, &mut flags)?;
+                    continue;
+                }
+                let value: &[u8] = if j < arg.len() {
+                    &arg[j..]
+                } else {
+                    match args.get(i) {
+                        Some(v) => {
+                            i += 1;
+                            v
+                        }
+                        None => return Err(missing_value(Opt::Short(c))),
+                    }
+                };
+                apply(Opt::Short(c), value, &mut opts, &mut flags)?;
+                break;
+            }
+        }
+        // Anything else is a non-option: GNU getopt permutes it away and
+        // nutcracker ignores it.
+    }
+
+    Ok(if flags.show_help {
+        CliAction::Help
+    } else if flags.describe_stats {
+        CliAction::DescribeStats
+    } else if flags.show_version {
+        CliAction::Version
+    } else if flags.test_conf {
+        CliAction::TestConf(opts)
+    } else {
+        CliAction::Run(opts)
+    })
+}
+
+/// What `-V` prints (and `-h`/`-D` print first), newlines included.
+///
+/// nutcracker prints `This is nutcracker-0.5.0`; ncproxy names itself but
+/// keeps the remaining lines.
+pub fn version_text() -> String {
+    format!(
+        "This is ncproxy-{} (nutcracker-{NUTCRACKER_VERSION} compatible)\nasync event backend: epoll\n\n",
+        env!("CARGO_PKG_VERSION")
+    )
+}
+
+/// nutcracker's usage text (printed after [`version_text`] for `-h`, and
+/// alone after a command-line error), with upstream's defaults and ncproxy's
+/// extension options appended. nutcracker's CRLF line ends are kept.
+pub fn usage_text() -> String {
+    format!(
+        "Usage: nutcracker [-?hVdDt] [-v verbosity level] [-o output file]\r\n\
+         \x20                 [-c conf file] [-s stats port] [-a stats addr]\r\n\
+         \x20                 [-i stats interval] [-p pid file] [-m mbuf size]\r\n\
+         \n\
+         Options:\r\n\
+         \x20 -h, --help             : this help\r\n\
+         \x20 -V, --version          : show version and exit\r\n\
+         \x20 -t, --test-conf        : test configuration for syntax errors and exit\r\n\
+         \x20 -d, --daemonize        : run as a daemon\r\n\
+         \x20 -D, --describe-stats   : print stats description and exit\n\
+         \x20 -v, --verbose=N        : set logging level (default: {DEFAULT_VERBOSITY}, min: {MIN_VERBOSITY}, max: {MAX_VERBOSITY})\r\n\
+         \x20 -o, --output=S         : set logging file (default: stderr)\r\n\
+         \x20 -c, --conf-file=S      : set configuration file (default: {DEFAULT_CONF_FILE})\r\n\
+         \x20 -s, --stats-port=N     : set stats monitoring port (default: {DEFAULT_STATS_PORT})\r\n\
+         \x20 -a, --stats-addr=S     : set stats monitoring ip (default: {DEFAULT_STATS_ADDR})\r\n\
+         \x20 -i, --stats-interval=N : set stats aggregation interval in msec (default: {DEFAULT_STATS_INTERVAL_MS} msec)\r\n\
+         \x20 -p, --pid-file=S       : set pid file (default: off)\r\n\
+         \x20 -m, --mbuf-size=N      : set size of mbuf chunk in bytes (default: {DEFAULT_MBUF_SIZE} bytes)\r\n\
+         \x20     --workers=N        : set number of worker threads (default: number of cores)\r\n\
+         \x20     --send-mode=S      : override every pool's send_mode (batched or per_message)\r\n\
+         \x20     --iov-max=N        : override every pool's iov_max ({MIN_IOV_MAX} to {MAX_IOV_MAX})\r\n\
+         \x20     --send-limit=N     : override every pool's send_limit in bytes\r\n\
+         \x20     --prometheus-port=N: serve prometheus metrics on this port (default: off)\r\n\
+         \n"
+    )
+}
+
+/// `-h` output: the version banner followed by the usage.
+pub fn help_text() -> String {
+    format!("{}{}", version_text(), usage_text())
+}

@@ -1,0 +1,366 @@
+//! Client connections: read requests, parse them in place, route each to a
+//! server connection (or answer locally), and send the replies back through
+//! the send chain strictly in request order.
+
+use std::future::poll_fn;
+use std::io;
+use std::rc::Rc;
+use std::task::{Context, Poll};
+
+use bytes::{Bytes, BytesMut};
+use nc_protocol::resp::{self, FragmentKind, ParseError, Request, Special};
+use tokio::io::Interest;
+use tokio::time::Instant;
+
+use crate::chain::{self, Sent};
+use crate::errno::{errno_of, redis_error_reply};
+use crate::log;
+use crate::pool::Pool;
+use crate::replies::{flush_forward_errors, ClientShared, Fragments, NO_FRAGMENT};
+use crate::server::{Owner, ServerReq};
+use crate::stream::Stream;
+use crate::worker::PoolHandle;
+
+/// Read buffer growth step, like one nutcracker mbuf.
+const READ_CHUNK: usize = 16 * 1024;
+/// Stop reading from a client with this many replies outstanding, so a
+/// client that never reads cannot grow the proxy's memory without bound.
+const MAX_OUTSTANDING: usize = 1 << 16;
+/// The key that routes commands without one (COMMAND, LOLWUT).
+const PLACEHOLDER_KEY: &[u8] = b"placeholder";
+
+static PONG: Bytes = Bytes::from_static(b"+PONG\r\n");
+static OK: Bytes = Bytes::from_static(b"+OK\r\n");
+static NOAUTH: Bytes = Bytes::from_static(b"-NOAUTH Authentication required\r\n");
+static AUTH_NOT_SET: Bytes =
+    Bytes::from_static(b"-ERR Client sent AUTH, but no password is set\r\n");
+static AUTH_INVALID: Bytes = Bytes::from_static(b"-ERR invalid password\r\n");
+
+/// Why a client connection ends.
+enum End {
+    /// The client closed (or sent QUIT) and every reply went out.
+    Eof,
+    /// A protocol error or socket error: closed at once.
+    Error,
+}
+
+pub(crate) async fn serve(stream: Stream, handle: Rc<PoolHandle>) {
+    // The pool at accept time keeps this client's gauges and admission slot,
+    // even if a reload swaps the pool its requests use.
+    let pool = handle.current();
+    let stats = pool.stats();
+    stats.client_connections.incr();
+    pool.conns.curr_connections.incr();
+    pool.conns.total_connections.incr();
+    let shared = Rc::new(ClientShared::new(pool.limits));
+    let registration = pool.worker.register(&shared);
+    let mut client = Client {
+        stream,
+        rbuf: BytesMut::with_capacity(READ_CHUNK),
+        shared: shared.clone(),
+        generation: handle.generation(),
+        handle,
+        pool: pool.clone(),
+        send_offset: 0,
+        eof: false,
+        quit: false,
+        authenticated: pool.config.redis_auth.is_none(),
+    };
+    let end = poll_fn(|cx| client.poll(cx)).await;
+    shared.close();
+    flush_forward_errors(&shared, stats);
+    match end {
+        End::Eof => stats.client_eof.incr(),
+        End::Error => stats.client_err.incr(),
+    }
+    stats.client_connections.sub(1);
+    pool.conns.curr_connections.sub(1);
+    pool.worker.unregister(registration);
+    pool.worker.admission.release(&pool.admission);
+}
+
+struct Client {
+    stream: Stream,
+    rbuf: BytesMut,
+    shared: Rc<ClientShared>,
+    handle: Rc<PoolHandle>,
+    /// The handle generation `pool` was taken at.
+    generation: u64,
+    pool: Rc<Pool>,
+    send_offset: usize,
+    eof: bool,
+    quit: bool,
+    authenticated: bool,
+}
+
+impl Client {
+    fn poll(&mut self, cx: &mut Context<'_>) -> Poll<End> {
+        self.shared.waker.register(cx.waker());
+        if self.pool.worker.draining.get() && !self.quit {
+            // Draining: what was already received is answered, nothing more is read.
+            self.quit = true;
+        }
+        for _ in 0..64 {
+            let mut progress = false;
+            if let Err(end) = self.receive(cx, &mut progress) {
+                return Poll::Ready(end);
+            }
+            if let Err(end) = self.send(cx, &mut progress) {
+                return Poll::Ready(end);
+            }
+            let (empty, must_close) = self
+                .shared
+                .with_send_queue(|q| (q.is_empty(), q.must_close()));
+            if must_close {
+                return Poll::Ready(End::Error);
+            }
+            if (self.eof || self.quit) && empty {
+                return Poll::Ready(End::Eof);
+            }
+            if !progress {
+                flush_forward_errors(&self.shared, self.pool.stats());
+                return Poll::Pending;
+            }
+        }
+        cx.waker().wake_by_ref();
+        Poll::Pending
+    }
+
+    fn receive(&mut self, cx: &mut Context<'_>, progress: &mut bool) -> Result<(), End> {
+        if self.eof || self.quit || self.shared.outstanding() >= MAX_OUTSTANDING {
+            return Ok(());
+        }
+        // Until data is read or the readiness poll registers our waker.
+        loop {
+            match self.stream.poll_read_ready(cx) {
+                Poll::Pending => return Ok(()),
+                Poll::Ready(Err(_)) => return Err(End::Error),
+                Poll::Ready(Ok(())) => {}
+            }
+            let fd = self.stream.fd();
+            let rbuf = &mut self.rbuf;
+            let mut got = 0;
+            let result = self.stream.try_io(Interest::READABLE, || {
+                got = crate::sys::read_into(fd, rbuf, READ_CHUNK)?;
+                if got > 0 && rbuf.capacity() > rbuf.len() {
+                    // A short read drained the socket: wait for the next edge.
+                    return Err(io::ErrorKind::WouldBlock.into());
+                }
+                Ok(())
+            });
+            match result {
+                Ok(()) if got == 0 => {
+                    self.eof = true;
+                    *progress = true;
+                    return Ok(());
+                }
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock && got > 0 => {}
+                Err(e)
+                    if e.kind() == io::ErrorKind::WouldBlock
+                        || e.kind() == io::ErrorKind::Interrupted =>
+                {
+                    continue
+                }
+                Err(e) => {
+                    log::debug(format_args!(
+                        "recv on client failed: {}",
+                        crate::errno::strerror(errno_of(&e))
+                    ));
+                    return Err(End::Error);
+                }
+            }
+            *progress = true;
+            return self.parse_requests();
+        }
+    }
+
+    /// Parses and dispatches every complete request in the read buffer.
+    fn parse_requests(&mut self) -> Result<(), End> {
+        if self.handle.generation() != self.generation {
+            // A reload replaced the pool: route from now on with the new one.
+            self.generation = self.handle.generation();
+            self.pool = self.handle.current();
+        }
+        while !self.quit {
+            let request = match resp::parse_request(&self.rbuf, &self.pool.limits) {
+                Ok(request) => request,
+                Err(ParseError::Incomplete) => return Ok(()),
+                Err(err) => {
+                    log::error(format_args!(
+                        "parsed bad req on pool '{}': {err}",
+                        self.pool.config.name
+                    ));
+                    return Err(End::Error);
+                }
+            };
+            let bytes = self.rbuf.split_to(request.len).freeze();
+            self.dispatch(&request, bytes)?;
+        }
+        // Everything after QUIT is ignored.
+        self.rbuf.clear();
+        Ok(())
+    }
+
+    fn dispatch(&mut self, request: &Request, bytes: Bytes) -> Result<(), End> {
+        let command = request.command;
+        match command.special {
+            Special::Quit => {
+                self.quit = true;
+                return Ok(());
+            }
+            Special::Auth => {
+                self.auth(&bytes[request.key.clone()]);
+                return Ok(());
+            }
+            _ if !self.authenticated => {
+                self.shared.push_ready(NOAUTH.clone());
+                return Ok(());
+            }
+            Special::Ping => {
+                self.shared.push_ready(PONG.clone());
+                return Ok(());
+            }
+            Special::Close => {
+                log::error(format_args!(
+                    "parsed unsupported command '{}'",
+                    command.name
+                ));
+                return Err(End::Error);
+            }
+            _ => {}
+        }
+        if request.nkeys > 1 {
+            if let Some(kind) = command.fragment_kind() {
+                self.fragment(request, &bytes, kind);
+                return Ok(());
+            }
+        }
+        let key = if command.special == Special::Placeholder {
+            PLACEHOLDER_KEY
+        } else {
+            &bytes[request.key.clone()]
+        };
+        match self.pool.route(key) {
+            Some(server) => {
+                let seq = self.shared.push_pending(1, None);
+                self.forward(server, bytes, seq, NO_FRAGMENT);
+            }
+            None => self
+                .shared
+                .push_ready(redis_error_reply(libc::ECONNREFUSED)),
+        }
+        Ok(())
+    }
+
+    fn forward(&self, server: usize, data: Bytes, seq: u64, frag: u32) {
+        let deadline = self.pool.timeout.map(|t| Instant::now() + t);
+        self.pool.conn(server).enqueue(ServerReq {
+            data,
+            owner: Owner::Client {
+                client: self.shared.clone(),
+                seq,
+                frag,
+            },
+            deadline,
+        });
+    }
+
+    /// AUTH is answered locally against `redis_auth`.
+    fn auth(&mut self, password: &[u8]) {
+        let reply = match &self.pool.config.redis_auth {
+            None => AUTH_NOT_SET.clone(),
+            Some(expected) if expected.as_bytes() == password => {
+                self.authenticated = true;
+                OK.clone()
+            }
+            Some(_) => {
+                self.authenticated = false;
+                AUTH_INVALID.clone()
+            }
+        };
+        self.shared.push_ready(reply);
+    }
+
+    /// Splits a multi-key request into one request per server, keys in
+    /// their original order (nutcracker's redis_fragment).
+    fn fragment(&mut self, request: &Request, bytes: &Bytes, kind: FragmentKind) {
+        let step = if kind == FragmentKind::Mset { 2 } else { 1 };
+        let args: Vec<std::ops::Range<usize>> = request.args(bytes).collect();
+        // (server, argument spans) per fragment, in order of first use.
+        let mut frags: Vec<(usize, Vec<std::ops::Range<usize>>)> = Vec::new();
+        let mut key_order = Vec::with_capacity(request.nkeys);
+        for group in args.chunks(step) {
+            let Some(server) = self.pool.route(&bytes[group[0].clone()]) else {
+                self.shared
+                    .push_ready(redis_error_reply(libc::ECONNREFUSED));
+                return;
+            };
+            let frag = match frags.iter().position(|(s, _)| *s == server) {
+                Some(i) => i,
+                None => {
+                    frags.push((server, Vec::new()));
+                    frags.len() - 1
+                }
+            };
+            let keys = &mut frags[frag].1;
+            key_order.push((frag as u32, (keys.len() / step) as u32));
+            keys.extend(group.iter().cloned());
+        }
+        let state = Fragments::new(kind, frags.len(), key_order);
+        let seq = self
+            .shared
+            .push_pending(frags.len() as u32, Some(Box::new(state)));
+        for (i, (server, spans)) in frags.into_iter().enumerate() {
+            let mut out =
+                BytesMut::with_capacity(spans.iter().map(|s| s.len() + 16).sum::<usize>() + 16);
+            resp::encode_command(
+                &mut out,
+                request.command.name.as_bytes(),
+                spans.iter().map(|s| &bytes[s.clone()]),
+            );
+            self.forward(server, out.freeze(), seq, i as u32);
+        }
+    }
+
+    fn send(&mut self, cx: &mut Context<'_>, progress: &mut bool) -> Result<(), End> {
+        loop {
+            if !self
+                .shared
+                .with_send_queue(|q| q.head_ready() && !q.must_close())
+            {
+                return Ok(());
+            }
+            match self.stream.poll_write_ready(cx) {
+                Poll::Pending => return Ok(()),
+                Poll::Ready(Err(_)) => return Err(End::Error),
+                Poll::Ready(Ok(())) => {}
+            }
+            let fd = self.stream.fd();
+            let opts = &self.pool.send;
+            let stats = &self.pool.stats().client_send;
+            let offset = &mut self.send_offset;
+            let mut sent = Sent::Idle;
+            let result = self.shared.with_send_queue(|q| {
+                self.stream.try_io(Interest::WRITABLE, || {
+                    sent = chain::send_once(fd, q, offset, opts, stats)?;
+                    match sent {
+                        Sent::Short => Err(io::ErrorKind::WouldBlock.into()),
+                        _ => Ok(()),
+                    }
+                })
+            });
+            match result {
+                Ok(()) => *progress = true,
+                // Short write or stale readiness: loop to register for the next edge.
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    if sent == Sent::Short {
+                        *progress = true;
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => return Err(End::Error),
+            }
+        }
+    }
+}

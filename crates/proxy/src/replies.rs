@@ -1,0 +1,302 @@
+//! A client's reply queue: one slot per request in arrival order, filled by
+//! server connections (or locally), sent strictly in order through the send
+//! chain. Multi-key requests keep their fragments' replies here until all are
+//! in, then coalesce them the way nutcracker does.
+
+use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
+use std::ops::Range;
+
+use bytes::{BufMut, Bytes, BytesMut};
+use nc_protocol::resp::{self, ArrayElements, FragmentKind, ReplyKind};
+use nc_protocol::Limits;
+
+use crate::chain::SendQueue;
+use crate::errno::{redis_error_reply, Errno};
+use crate::stats::PoolStats;
+use crate::wake::TaskWaker;
+
+/// What a slot will send.
+pub(crate) enum SlotReply {
+    /// Still waiting for `pending` server replies.
+    Pending,
+    Ready(Bytes),
+    Fragments(Box<Fragments>),
+}
+
+pub(crate) struct Slot {
+    pending: u32,
+    reply: SlotReply,
+    /// Close the client after this reply (an MGET fragment failed at the
+    /// network level, as nutcracker's post_coalesce does).
+    close_after: bool,
+}
+
+/// The replies of one fragmented request.
+pub(crate) struct Fragments {
+    kind: FragmentKind,
+    /// Per fragment: its reply, once in.
+    replies: Vec<Option<Bytes>>,
+    /// MGET: for each key in request order, (fragment, position in it).
+    key_order: Vec<(u32, u32)>,
+    /// The first network-level error of any fragment.
+    errno: Option<Errno>,
+}
+
+impl Fragments {
+    pub(crate) fn new(kind: FragmentKind, nfrags: usize, key_order: Vec<(u32, u32)>) -> Fragments {
+        Fragments {
+            kind,
+            replies: vec![None; nfrags],
+            key_order,
+            errno: None,
+        }
+    }
+}
+
+pub(crate) struct ReplyQueue {
+    head_seq: u64,
+    slots: VecDeque<Slot>,
+    closed: bool,
+    /// Set when a sent reply asked for the connection to close.
+    close_now: bool,
+}
+
+/// The part of a client connection that server connections reach.
+pub(crate) struct ClientShared {
+    queue: RefCell<ReplyQueue>,
+    pub(crate) waker: TaskWaker,
+    limits: Limits,
+    forward_errors: Cell<u64>,
+}
+
+/// Marks a reply that is not a fragment.
+pub(crate) const NO_FRAGMENT: u32 = u32::MAX;
+
+impl ClientShared {
+    pub(crate) fn new(limits: Limits) -> ClientShared {
+        ClientShared {
+            queue: RefCell::new(ReplyQueue {
+                head_seq: 0,
+                slots: VecDeque::new(),
+                closed: false,
+                close_now: false,
+            }),
+            waker: TaskWaker::default(),
+            limits,
+            forward_errors: Cell::new(0),
+        }
+    }
+
+    /// Appends a slot waiting for `pending` replies; returns its sequence number.
+    pub(crate) fn push_pending(&self, pending: u32, fragments: Option<Box<Fragments>>) -> u64 {
+        let mut q = self.queue.borrow_mut();
+        let seq = q.head_seq + q.slots.len() as u64;
+        q.slots.push_back(Slot {
+            pending,
+            reply: fragments.map_or(SlotReply::Pending, SlotReply::Fragments),
+            close_after: false,
+        });
+        seq
+    }
+
+    /// Appends a reply made by the proxy itself.
+    pub(crate) fn push_ready(&self, reply: Bytes) {
+        let mut q = self.queue.borrow_mut();
+        q.slots.push_back(Slot {
+            pending: 0,
+            reply: SlotReply::Ready(reply),
+            close_after: false,
+        });
+    }
+
+    pub(crate) fn outstanding(&self) -> usize {
+        self.queue.borrow().slots.len()
+    }
+
+    /// The client is gone: later replies are swallowed.
+    pub(crate) fn close(&self) {
+        let mut q = self.queue.borrow_mut();
+        q.closed = true;
+        q.slots.clear();
+    }
+
+    /// Error replies synthesized since the last call (for `forward_error`).
+    pub(crate) fn take_forward_errors(&self) -> u64 {
+        self.forward_errors.replace(0)
+    }
+
+    /// A server reply (or a network error) for request `seq`, fragment `frag`.
+    pub(crate) fn deliver(&self, seq: u64, frag: u32, reply: Result<Bytes, Errno>) {
+        let mut q = self.queue.borrow_mut();
+        if q.closed {
+            return;
+        }
+        let Some(index) = seq.checked_sub(q.head_seq).map(|i| i as usize) else {
+            return;
+        };
+        let Some(slot) = q.slots.get_mut(index) else {
+            return;
+        };
+        match &mut slot.reply {
+            SlotReply::Fragments(frags) => {
+                match reply {
+                    Ok(bytes) => {
+                        if let Some(entry) = frags.replies.get_mut(frag as usize) {
+                            *entry = Some(bytes);
+                        }
+                    }
+                    Err(errno) => {
+                        frags.errno.get_or_insert(errno);
+                    }
+                }
+                slot.pending = slot.pending.saturating_sub(1);
+                if slot.pending == 0 {
+                    let (bytes, close_after, error) = coalesce(frags, &self.limits);
+                    slot.reply = SlotReply::Ready(bytes);
+                    slot.close_after = close_after;
+                    if error {
+                        self.forward_errors.set(self.forward_errors.get() + 1);
+                    }
+                }
+            }
+            _ => {
+                slot.pending = 0;
+                slot.reply = SlotReply::Ready(match reply {
+                    Ok(bytes) => bytes,
+                    Err(errno) => {
+                        self.forward_errors.set(self.forward_errors.get() + 1);
+                        redis_error_reply(errno)
+                    }
+                });
+            }
+        }
+        if index == 0 {
+            drop(q);
+            self.waker.wake();
+        }
+    }
+
+    /// Runs `f` with the queue as the send chain sees it.
+    pub(crate) fn with_send_queue<R>(&self, f: impl FnOnce(&mut ReplyQueue) -> R) -> R {
+        f(&mut self.queue.borrow_mut())
+    }
+}
+
+impl ReplyQueue {
+    /// Whether the head reply is ready to go.
+    pub(crate) fn head_ready(&self) -> bool {
+        self.slots.front().is_some_and(|s| s.pending == 0)
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.slots.is_empty()
+    }
+
+    /// A reply that must close the connection has been sent.
+    pub(crate) fn must_close(&self) -> bool {
+        self.close_now
+    }
+}
+
+impl SendQueue for ReplyQueue {
+    #[inline]
+    fn message(&self, i: usize) -> Option<&[u8]> {
+        match self.slots.get(i) {
+            Some(Slot {
+                pending: 0,
+                reply: SlotReply::Ready(bytes),
+                ..
+            }) if !self.close_now => Some(bytes),
+            _ => None,
+        }
+    }
+
+    #[inline]
+    fn head_sent(&mut self) {
+        if let Some(slot) = self.slots.pop_front() {
+            self.head_seq += 1;
+            if slot.close_after {
+                self.close_now = true;
+            }
+        }
+    }
+}
+
+/// nutcracker's pre/post coalesce: builds the client's reply from the
+/// fragments' replies. Returns the reply, whether to close the client after
+/// it, and whether it is a synthesized error.
+fn coalesce(frags: &Fragments, limits: &Limits) -> (Bytes, bool, bool) {
+    if let Some(errno) = frags.errno {
+        return (
+            redis_error_reply(errno),
+            frags.kind == FragmentKind::Mget,
+            true,
+        );
+    }
+    let invalid = || (redis_error_reply(libc::EINVAL), false, true);
+    let mut out = BytesMut::new();
+    match frags.kind {
+        FragmentKind::Mget => {
+            // Element spans of each fragment's array reply.
+            let mut elements: Vec<(Bytes, Vec<Range<usize>>)> =
+                Vec::with_capacity(frags.replies.len());
+            for reply in &frags.replies {
+                let Some(reply) = reply else { return invalid() };
+                let Ok(iter) = ArrayElements::new(reply, limits) else {
+                    return invalid();
+                };
+                elements.push((reply.clone(), iter.collect()));
+            }
+            out.reserve(
+                frags
+                    .replies
+                    .iter()
+                    .flatten()
+                    .map(Bytes::len)
+                    .sum::<usize>()
+                    + 16,
+            );
+            resp::encode_array_header(&mut out, frags.key_order.len());
+            for &(frag, pos) in &frags.key_order {
+                let (reply, spans) = &elements[frag as usize];
+                let Some(span) = spans.get(pos as usize) else {
+                    return invalid();
+                };
+                out.put_slice(&reply[span.clone()]);
+            }
+        }
+        FragmentKind::Sum => {
+            let mut sum: i64 = 0;
+            for reply in &frags.replies {
+                let Some(reply) = reply else { return invalid() };
+                match resp::parse_reply(reply, limits) {
+                    Ok(r) => match r.kind {
+                        ReplyKind::Integer(n) => sum = sum.wrapping_add(n),
+                        _ => return invalid(),
+                    },
+                    Err(_) => return invalid(),
+                }
+            }
+            resp::encode_integer(&mut out, sum);
+        }
+        FragmentKind::Mset => {
+            for reply in &frags.replies {
+                match reply.as_ref().map(|r| resp::parse_reply(r, limits)) {
+                    Some(Ok(r)) if r.kind == ReplyKind::Status => {}
+                    _ => return invalid(),
+                }
+            }
+            out.put_slice(b"+OK\r\n");
+        }
+    }
+    (out.freeze(), false, false)
+}
+
+/// Adds the forward errors a client counted to its pool's stats.
+pub(crate) fn flush_forward_errors(shared: &ClientShared, stats: &PoolStats) {
+    let n = shared.take_forward_errors();
+    if n > 0 {
+        stats.forward_error.add(n);
+    }
+}

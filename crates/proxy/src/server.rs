@@ -1,0 +1,507 @@
+//! Server connections: requests routed to one backend wait in `inq`, are
+//! written through the send chain, wait in `outq` for their replies, and are
+//! matched FIFO. One task per connection owns the socket; clients on the same
+//! worker enqueue and wake it. On any failure every queued and in-flight
+//! request gets `-ERR <strerror>` in order and the connection is dropped;
+//! the next request reconnects (resolving the host again, as nutcracker does).
+
+use std::cell::RefCell;
+use std::collections::VecDeque;
+use std::future::{poll_fn, Future};
+use std::io;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bytes::{Bytes, BytesMut};
+use nc_config::ServerAddr;
+use nc_protocol::resp::{self, ReplyKind};
+use nc_protocol::Limits;
+use tokio::io::Interest;
+use tokio::net::{TcpStream, UnixStream};
+use tokio::time::{Instant, Sleep};
+
+use crate::chain::{self, SendOpts, SendQueue, Sent};
+use crate::errno::{errno_of, Errno};
+use crate::log;
+use crate::replies::ClientShared;
+use crate::stats::ServerStats;
+use crate::stream::Stream;
+use crate::wake::TaskWaker;
+
+/// Read buffer growth step, like one nutcracker mbuf.
+const READ_CHUNK: usize = 16 * 1024;
+
+/// Who waits for a request's reply.
+pub(crate) enum Owner {
+    Client {
+        client: Rc<ClientShared>,
+        seq: u64,
+        frag: u32,
+    },
+    /// AUTH or SELECT the proxy sends on connect; the reply is swallowed.
+    Internal(&'static str),
+}
+
+pub(crate) struct ServerReq {
+    pub(crate) data: Bytes,
+    pub(crate) owner: Owner,
+    pub(crate) deadline: Option<Instant>,
+}
+
+impl ServerReq {
+    fn fail(self, errno: Errno) {
+        if let Owner::Client { client, seq, frag } = self.owner {
+            client.deliver(seq, frag, Err(errno));
+        }
+    }
+}
+
+/// What a server connection needs to know about its server and pool.
+pub(crate) struct ServerCtx {
+    pub(crate) pool_name: String,
+    pub(crate) name: String,
+    pub(crate) addr: ServerAddr,
+    pub(crate) redis_auth: Option<String>,
+    pub(crate) redis_db: u32,
+    pub(crate) limits: Limits,
+    pub(crate) send: SendOpts,
+    pub(crate) pool_stats: Arc<crate::stats::PoolStats>,
+    pub(crate) conns: Arc<crate::stats::WorkerStats>,
+    pub(crate) server_index: usize,
+    pub(crate) health: Rc<crate::pool::ServerHealth>,
+    pub(crate) ejection: Rc<crate::pool::Ejection>,
+}
+
+impl ServerCtx {
+    pub(crate) fn stats(&self) -> &ServerStats {
+        &self.pool_stats.servers[self.server_index]
+    }
+}
+
+pub(crate) struct Queues {
+    inq: VecDeque<ServerReq>,
+    outq: VecDeque<ServerReq>,
+    /// Bytes of `inq.front()` already written.
+    send_offset: usize,
+    /// The connection failed or closed; nothing more may be queued.
+    dead: bool,
+}
+
+/// The shared half of a server connection.
+pub(crate) struct ServerConn {
+    queues: RefCell<Queues>,
+    waker: TaskWaker,
+    ctx: Rc<ServerCtx>,
+}
+
+struct SendView<'a> {
+    q: &'a mut Queues,
+    stats: &'a ServerStats,
+}
+
+impl SendQueue for SendView<'_> {
+    #[inline]
+    fn message(&self, i: usize) -> Option<&[u8]> {
+        self.q.inq.get(i).map(|r| &r.data[..])
+    }
+
+    #[inline]
+    fn head_sent(&mut self) {
+        if let Some(req) = self.q.inq.pop_front() {
+            let len = req.data.len() as u64;
+            self.stats.in_queue.sub(1);
+            self.stats.in_queue_bytes.sub(len);
+            self.stats.out_queue.incr();
+            self.stats.out_queue_bytes.add(len);
+            self.q.outq.push_back(req);
+        }
+    }
+}
+
+impl ServerConn {
+    /// A new connection; its task is spawned on the current worker.
+    pub(crate) fn spawn(ctx: Rc<ServerCtx>) -> Rc<ServerConn> {
+        let conn = Rc::new(ServerConn {
+            queues: RefCell::new(Queues {
+                inq: VecDeque::new(),
+                outq: VecDeque::new(),
+                send_offset: 0,
+                dead: false,
+            }),
+            waker: TaskWaker::default(),
+            ctx,
+        });
+        tokio::task::spawn_local(run(conn.clone()));
+        conn
+    }
+
+    pub(crate) fn is_dead(&self) -> bool {
+        self.queues.borrow().dead
+    }
+
+    /// Queues a request for this server; fails it at once if the connection died.
+    pub(crate) fn enqueue(&self, req: ServerReq) {
+        let mut q = self.queues.borrow_mut();
+        if q.dead {
+            drop(q);
+            req.fail(libc::ECONNRESET);
+            return;
+        }
+        let stats = self.ctx.stats();
+        let len = req.data.len() as u64;
+        if matches!(req.owner, Owner::Client { .. }) {
+            stats.requests.incr();
+            stats.request_bytes.add(len);
+        }
+        stats.in_queue.incr();
+        stats.in_queue_bytes.add(len);
+        q.inq.push_back(req);
+        drop(q);
+        self.waker.wake();
+    }
+
+    /// Fails every queued and in-flight request, in order.
+    fn fail_all(&self, errno: Errno) {
+        let (outq, inq) = {
+            let mut q = self.queues.borrow_mut();
+            q.dead = true;
+            q.send_offset = 0;
+            (std::mem::take(&mut q.outq), std::mem::take(&mut q.inq))
+        };
+        let stats = self.ctx.stats();
+        for req in &outq {
+            stats.out_queue.sub(1);
+            stats.out_queue_bytes.sub(req.data.len() as u64);
+        }
+        for req in &inq {
+            stats.in_queue.sub(1);
+            stats.in_queue_bytes.sub(req.data.len() as u64);
+        }
+        for req in outq.into_iter().chain(inq) {
+            req.fail(errno);
+        }
+    }
+}
+
+/// Why a connection ended.
+enum Close {
+    Eof,
+    Error(Errno),
+    TimedOut,
+}
+
+async fn run(conn: Rc<ServerConn>) {
+    let ctx = conn.ctx.clone();
+    let stream = match connect(&ctx.addr).await {
+        Ok(stream) => stream,
+        Err(errno) => {
+            log::error(format_args!(
+                "connect on s to server '{}' failed: {}",
+                ctx.name,
+                crate::errno::strerror(errno)
+            ));
+            ctx.stats().server_err.incr();
+            conn.fail_all(errno);
+            crate::pool::server_failure(&ctx);
+            return;
+        }
+    };
+    ctx.stats().server_connections.incr();
+    ctx.conns.curr_connections.incr();
+    ctx.conns.total_connections.incr();
+    push_handshake(&conn);
+    let mut io = ServerIo {
+        stream,
+        rbuf: BytesMut::with_capacity(READ_CHUNK),
+        timer: None,
+    };
+    let close = poll_fn(|cx| io.poll(cx, &conn)).await;
+    let stats = ctx.stats();
+    stats.server_connections.sub(1);
+    ctx.conns.curr_connections.sub(1);
+    let errno = match close {
+        Close::Eof => {
+            stats.server_eof.incr();
+            0
+        }
+        Close::Error(errno) => {
+            stats.server_err.incr();
+            errno
+        }
+        Close::TimedOut => {
+            stats.server_timedout.incr();
+            libc::ETIMEDOUT
+        }
+    };
+    drop(io);
+    conn.fail_all(errno);
+    crate::pool::server_failure(&ctx);
+}
+
+/// AUTH then SELECT at the head of the queue (nutcracker queues SELECT
+/// first, which fails with NOAUTH: its issue #491).
+fn push_handshake(conn: &ServerConn) {
+    let ctx = &conn.ctx;
+    let mut q = conn.queues.borrow_mut();
+    if ctx.redis_db > 0 {
+        let mut cmd = BytesMut::new();
+        let db = ctx.redis_db.to_string();
+        resp::encode_command(&mut cmd, b"SELECT", [db.as_bytes()].into_iter());
+        q.inq.push_front(ServerReq {
+            data: cmd.freeze(),
+            owner: Owner::Internal("SELECT"),
+            deadline: None,
+        });
+    }
+    if let Some(password) = &ctx.redis_auth {
+        let mut cmd = BytesMut::new();
+        resp::encode_command(&mut cmd, b"AUTH", [password.as_bytes()].into_iter());
+        q.inq.push_front(ServerReq {
+            data: cmd.freeze(),
+            owner: Owner::Internal("AUTH"),
+            deadline: None,
+        });
+    }
+    let stats = ctx.stats();
+    for req in q
+        .inq
+        .iter()
+        .take_while(|r| matches!(r.owner, Owner::Internal(_)))
+    {
+        stats.in_queue.incr();
+        stats.in_queue_bytes.add(req.data.len() as u64);
+    }
+}
+
+/// Connects, resolving the host now (lazy DNS, like nutcracker 0.4.1+).
+async fn connect(addr: &ServerAddr) -> Result<Stream, Errno> {
+    match addr {
+        ServerAddr::Tcp { host, port } => {
+            let addrs: Vec<_> = match tokio::net::lookup_host((host.as_str(), *port)).await {
+                Ok(addrs) => addrs.collect(),
+                Err(_) => return Err(libc::EHOSTDOWN),
+            };
+            let Some(first) = addrs.first() else {
+                return Err(libc::EHOSTDOWN);
+            };
+            let stream = TcpStream::connect(first).await.map_err(|e| errno_of(&e))?;
+            let _ = stream.set_nodelay(true);
+            Ok(Stream::Tcp(stream))
+        }
+        ServerAddr::Unix(path) => UnixStream::connect(path)
+            .await
+            .map(Stream::Unix)
+            .map_err(|e| errno_of(&e)),
+    }
+}
+
+struct ServerIo {
+    stream: Stream,
+    rbuf: BytesMut,
+    /// Armed at or before the earliest request deadline.
+    timer: Option<Pin<Box<Sleep>>>,
+}
+
+impl ServerIo {
+    fn poll(&mut self, cx: &mut Context<'_>, conn: &ServerConn) -> Poll<Close> {
+        conn.waker.register(cx.waker());
+        // Bound the work done in one poll so other tasks on the worker run.
+        for _ in 0..64 {
+            let mut progress = false;
+            if let Err(close) = self.send(cx, conn, &mut progress) {
+                return Poll::Ready(close);
+            }
+            if let Err(close) = self.receive(cx, conn, &mut progress) {
+                return Poll::Ready(close);
+            }
+            if !progress {
+                return match self.poll_deadline(cx, conn) {
+                    true => Poll::Ready(Close::TimedOut),
+                    false => Poll::Pending,
+                };
+            }
+        }
+        cx.waker().wake_by_ref();
+        Poll::Pending
+    }
+
+    fn send(
+        &mut self,
+        cx: &mut Context<'_>,
+        conn: &ServerConn,
+        progress: &mut bool,
+    ) -> Result<(), Close> {
+        loop {
+            if conn.queues.borrow().inq.is_empty() {
+                return Ok(());
+            }
+            match self.stream.poll_write_ready(cx) {
+                Poll::Pending => return Ok(()),
+                Poll::Ready(Err(e)) => return Err(Close::Error(errno_of(&e))),
+                Poll::Ready(Ok(())) => {}
+            }
+            let stats = conn.ctx.stats();
+            let mut q = conn.queues.borrow_mut();
+            let q = &mut *q;
+            let mut offset = q.send_offset;
+            let mut view = SendView { q, stats };
+            let fd = self.stream.fd();
+            let mut sent = Sent::Idle;
+            let result = self.stream.try_io(Interest::WRITABLE, || {
+                sent = chain::send_once(fd, &mut view, &mut offset, &conn.ctx.send, &stats.send)?;
+                match sent {
+                    // A short write means the socket buffer is full: clear the
+                    // readiness and wait for the next edge, as nutcracker does.
+                    Sent::Short => Err(io::ErrorKind::WouldBlock.into()),
+                    _ => Ok(()),
+                }
+            });
+            view.q.send_offset = offset;
+            match result {
+                Ok(()) => {
+                    *progress = true;
+                    if sent == Sent::Idle {
+                        return Ok(());
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    if sent == Sent::Short {
+                        *progress = true;
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(Close::Error(errno_of(&e))),
+            }
+        }
+    }
+
+    fn receive(
+        &mut self,
+        cx: &mut Context<'_>,
+        conn: &ServerConn,
+        progress: &mut bool,
+    ) -> Result<(), Close> {
+        // Until data is read or the readiness poll registers our waker.
+        loop {
+            match self.stream.poll_read_ready(cx) {
+                Poll::Pending => return Ok(()),
+                Poll::Ready(Err(e)) => return Err(Close::Error(errno_of(&e))),
+                Poll::Ready(Ok(())) => {}
+            }
+            let fd = self.stream.fd();
+            let rbuf = &mut self.rbuf;
+            let mut got = 0;
+            let result = self.stream.try_io(Interest::READABLE, || {
+                got = crate::sys::read_into(fd, rbuf, READ_CHUNK)?;
+                // A short read drained the socket: wait for the next edge.
+                if got > 0 && rbuf.capacity() > rbuf.len() {
+                    return Err(io::ErrorKind::WouldBlock.into());
+                }
+                Ok(())
+            });
+            match result {
+                Ok(()) if got == 0 => return Err(Close::Eof),
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock && got > 0 => {}
+                Err(e)
+                    if e.kind() == io::ErrorKind::WouldBlock
+                        || e.kind() == io::ErrorKind::Interrupted =>
+                {
+                    continue
+                }
+                Err(e) => return Err(Close::Error(errno_of(&e))),
+            }
+            *progress = true;
+            return self.dispatch_replies(conn);
+        }
+    }
+
+    /// Matches every complete reply in the buffer with the oldest request.
+    fn dispatch_replies(&mut self, conn: &ServerConn) -> Result<(), Close> {
+        let ctx = &conn.ctx;
+        let stats = ctx.stats();
+        loop {
+            let reply = match resp::parse_reply(&self.rbuf, &ctx.limits) {
+                Ok(reply) => reply,
+                Err(resp::ParseError::Incomplete) => return Ok(()),
+                Err(_) => {
+                    log::error(format_args!(
+                        "parsed bad rsp from server '{}' in pool '{}'",
+                        ctx.name, ctx.pool_name
+                    ));
+                    return Err(Close::Error(libc::EINVAL));
+                }
+            };
+            if reply.kind == ReplyKind::Error && is_transient_failure(&self.rbuf[..reply.len]) {
+                // nutcracker's redis_failure: close the connection, fail everything.
+                return Err(Close::Error(libc::EINVAL));
+            }
+            let bytes = self.rbuf.split_to(reply.len).freeze();
+            let Some(req) = conn.queues.borrow_mut().outq.pop_front() else {
+                log::error(format_args!("stray reply from server '{}'", ctx.name));
+                return Err(Close::Error(libc::EINVAL));
+            };
+            stats.out_queue.sub(1);
+            stats.out_queue_bytes.sub(req.data.len() as u64);
+            match req.owner {
+                Owner::Client { client, seq, frag } => {
+                    ctx.health.ok();
+                    stats.responses.incr();
+                    stats.response_bytes.add(bytes.len() as u64);
+                    client.deliver(seq, frag, Ok(bytes));
+                }
+                Owner::Internal(what) => {
+                    if reply.kind == ReplyKind::Error {
+                        let msg = String::from_utf8_lossy(&bytes[..bytes.len().saturating_sub(2)]);
+                        log::error(format_args!(
+                            "{what} failed on {} | {}: {msg}",
+                            ctx.pool_name, ctx.name
+                        ));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Arms the timer for the oldest request; true when it already expired.
+    fn poll_deadline(&mut self, cx: &mut Context<'_>, conn: &ServerConn) -> bool {
+        let earliest = {
+            let q = conn.queues.borrow();
+            // FIFO with one timeout per pool: the first request that has a
+            // deadline (internal AUTH/SELECT have none) has the earliest.
+            q.outq.iter().chain(q.inq.iter()).find_map(|r| r.deadline)
+        };
+        let Some(deadline) = earliest else {
+            return false;
+        };
+        if Instant::now() >= deadline {
+            return true;
+        }
+        // Deadlines only grow as the queue advances, so a timer armed earlier
+        // than the current earliest deadline is just re-armed when it fires.
+        let timer = self
+            .timer
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+        if timer.deadline() > deadline {
+            timer.as_mut().reset(deadline);
+        }
+        loop {
+            match timer.as_mut().poll(cx) {
+                Poll::Pending => return false,
+                Poll::Ready(()) => {
+                    if Instant::now() >= deadline {
+                        return true;
+                    }
+                    timer.as_mut().reset(deadline);
+                }
+            }
+        }
+    }
+}
+
+/// `-OOM`, `-BUSY` and `-LOADING` (nutcracker's redis_failure).
+fn is_transient_failure(reply: &[u8]) -> bool {
+    reply.starts_with(b"-OOM") || reply.starts_with(b"-BUSY") || reply.starts_with(b"-LOADING")
+}

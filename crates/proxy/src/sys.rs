@@ -1,0 +1,107 @@
+//! The three system calls the data path makes directly: `read` into a
+//! buffer's spare capacity, `writev` for batched sends and `write` for
+//! per-message sends. They are here, not in tokio, so that every send is
+//! exactly one counted syscall and a short read or write can clear the
+//! socket's readiness without a second, wasted call.
+#![allow(unsafe_code)]
+
+use std::io;
+use std::io::IoSlice;
+use std::os::fd::{AsRawFd, BorrowedFd};
+
+use bytes::BytesMut;
+
+/// Reads once into the spare capacity of `buf` (reserving `min_free` bytes
+/// first) and extends its length by what was read.
+pub(crate) fn read_into(
+    fd: BorrowedFd<'_>,
+    buf: &mut BytesMut,
+    min_free: usize,
+) -> io::Result<usize> {
+    buf.reserve(min_free);
+    let spare = buf.spare_capacity_mut();
+    // SAFETY: `spare` is valid writable memory of `spare.len()` bytes owned by
+    // `buf`; read(2) writes at most that many bytes into it.
+    let n = unsafe { libc::read(fd.as_raw_fd(), spare.as_mut_ptr().cast(), spare.len()) };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let n = n as usize;
+    // SAFETY: the kernel initialised the first `n` bytes of the spare capacity.
+    unsafe { buf.set_len(buf.len() + n) };
+    Ok(n)
+}
+
+/// One `writev(2)`. At most `IOV_MAX` slices are passed by the callers.
+pub(crate) fn writev(fd: BorrowedFd<'_>, iovs: &[IoSlice<'_>]) -> io::Result<usize> {
+    // SAFETY: IoSlice is guaranteed ABI-compatible with `struct iovec` on
+    // Unix; the slices borrow live buffers for the duration of the call.
+    let n = unsafe {
+        libc::writev(
+            fd.as_raw_fd(),
+            iovs.as_ptr().cast(),
+            iovs.len() as libc::c_int,
+        )
+    };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(n as usize)
+}
+
+/// One `write(2)`.
+pub(crate) fn write(fd: BorrowedFd<'_>, data: &[u8]) -> io::Result<usize> {
+    // SAFETY: `data` is a live, initialised slice for the duration of the call.
+    let n = unsafe { libc::write(fd.as_raw_fd(), data.as_ptr().cast(), data.len()) };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(n as usize)
+}
+
+/// The soft and hard RLIMIT_NOFILE.
+pub(crate) fn getrlimit_nofile(limit: &mut libc::rlimit) -> io::Result<()> {
+    // SAFETY: `limit` is a valid, writable rlimit struct.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, limit) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Detaches from the terminal like nutcracker's nc_daemonize: fork, setsid
+/// (ignoring SIGHUP meanwhile), fork again, umask 0, stdio to /dev/null.
+/// No chdir. Must run before any thread is started.
+pub(crate) fn daemonize() -> io::Result<()> {
+    // SAFETY: called while the process is single-threaded; each call's
+    // result is checked; the children continue with a copy of this state.
+    unsafe {
+        match libc::fork() {
+            -1 => return Err(io::Error::last_os_error()),
+            0 => {}
+            _ => libc::_exit(0),
+        }
+        if libc::setsid() < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        libc::signal(libc::SIGHUP, libc::SIG_IGN);
+        match libc::fork() {
+            -1 => return Err(io::Error::last_os_error()),
+            0 => {}
+            _ => libc::_exit(0),
+        }
+        libc::umask(0);
+        let null = libc::open(c"/dev/null".as_ptr(), libc::O_RDWR);
+        if null < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        for fd in 0..3 {
+            if libc::dup2(null, fd) < 0 {
+                return Err(io::Error::last_os_error());
+            }
+        }
+        if null > 2 {
+            libc::close(null);
+        }
+    }
+    Ok(())
+}
