@@ -7,7 +7,8 @@ use std::time::Duration;
 ///
 /// The `Display` text is meant to be read in a failing test's output: it names
 /// the binary, the reason and, where there is one, the tail of the child's log.
-#[derive(Debug, thiserror::Error)]
+/// `Debug` prints the same text, so `.expect("start redis")` shows it too.
+#[derive(thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
     /// A required binary is not installed (and its override variable is unset).
@@ -68,6 +69,12 @@ pub enum Error {
     /// A configuration given to the harness is unusable (e.g. no `listen:`).
     #[error("bad configuration: {0}")]
     Config(String),
+}
+
+impl std::fmt::Debug for Error {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Display::fmt(self, f)
+    }
 }
 
 impl Error {
