@@ -97,8 +97,10 @@ fn scan_one(buf: &[u8], pos: usize, limits: &Limits) -> Result<(ReplyKind, usize
         }
         b'$' => {
             if buf.get(pos + 1) == Some(&b'-') {
-                let (_, next) = read_int_line(buf, pos + 1)?;
-                return Ok((ReplyKind::NullBulk, next));
+                return match read_int_line(buf, pos + 1)? {
+                    (-1, next) => Ok((ReplyKind::NullBulk, next)),
+                    _ => Err(ParseError::Protocol("negative bulk length")),
+                };
             }
             let (len, digits, data) = read_uint_line(buf, pos + 1)?;
             if digits == 0 {
@@ -107,8 +109,8 @@ fn scan_one(buf: &[u8], pos: usize, limits: &Limits) -> Result<(ReplyKind, usize
             if len > limits.max_bulk_len {
                 return Err(ParseError::BulkTooLong);
             }
-            let end = data + len;
-            if buf.len() < end + 2 {
+            let end = data.checked_add(len).ok_or(ParseError::BulkTooLong)?;
+            if buf.len() < end.saturating_add(2) {
                 return Err(ParseError::Incomplete);
             }
             if &buf[end..end + 2] != b"\r\n" {
@@ -118,8 +120,10 @@ fn scan_one(buf: &[u8], pos: usize, limits: &Limits) -> Result<(ReplyKind, usize
         }
         b'*' => {
             if buf.get(pos + 1) == Some(&b'-') {
-                let (_, next) = read_int_line(buf, pos + 1)?;
-                return Ok((ReplyKind::NullArray, next));
+                return match read_int_line(buf, pos + 1)? {
+                    (-1, next) => Ok((ReplyKind::NullArray, next)),
+                    _ => Err(ParseError::Protocol("negative array length")),
+                };
             }
             let (len, digits, next) = read_uint_line(buf, pos + 1)?;
             if digits == 0 {
@@ -154,20 +158,25 @@ fn read_int_line(buf: &[u8], pos: usize) -> Result<(i64, usize), ParseError> {
         Some((b'-', rest)) => (true, rest),
         _ => (false, text),
     };
-    if digits.is_empty() || digits.len() > 19 || !digits.iter().all(u8::is_ascii_digit) {
+    if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
         return Err(ParseError::Protocol("invalid integer"));
     }
-    let magnitude = digits.iter().fold(0i64, |acc, d| {
-        acc.wrapping_mul(10).wrapping_add(i64::from(d - b'0'))
-    });
-    Ok((
-        if negative {
-            magnitude.wrapping_neg()
-        } else {
-            magnitude
-        },
-        end,
-    ))
+    // Accumulate negatively so that i64::MIN is representable; reject overflow.
+    let mut value: i64 = 0;
+    for d in digits {
+        value = value
+            .checked_mul(10)
+            .and_then(|v| v.checked_sub(i64::from(d - b'0')))
+            .ok_or(ParseError::Protocol("integer out of range"))?;
+    }
+    let value = if negative {
+        value
+    } else {
+        value
+            .checked_neg()
+            .ok_or(ParseError::Protocol("integer out of range"))?
+    };
+    Ok((value, end))
 }
 
 /// Iterates the top-level elements of a complete array reply, each as the
@@ -251,8 +260,14 @@ mod tests {
 
     #[test]
     fn nested_arrays() {
-        check(b"*2\r\n*1\r\n:1\r\n*2\r\n$1\r\na\r\n*0\r\n", Ok(ReplyKind::Array(2)));
-        check(b"*3\r\n$1\r\na\r\n$-1\r\n*1\r\n+x\r\n", Ok(ReplyKind::Array(3)));
+        check(
+            b"*2\r\n*1\r\n:1\r\n*2\r\n$1\r\na\r\n*0\r\n",
+            Ok(ReplyKind::Array(2)),
+        );
+        check(
+            b"*3\r\n$1\r\na\r\n$-1\r\n*1\r\n+x\r\n",
+            Ok(ReplyKind::Array(3)),
+        );
     }
 
     #[test]

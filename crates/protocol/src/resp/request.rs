@@ -63,6 +63,9 @@ impl Iterator for ArgIter<'_> {
     }
 }
 
+/// Longest command name worth waiting for (the longest supported is 17).
+const MAX_COMMAND_NAME_LEN: usize = 64;
+
 /// What an element is, which decides its length limit.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Role {
@@ -91,11 +94,13 @@ fn bulk(
     }
     match role {
         Role::Name if len == 0 => return Err(ParseError::Protocol("empty command name")),
+        // No supported name is longer; don't wait for bytes that cannot match.
+        Role::Name if len > MAX_COMMAND_NAME_LEN => return Err(ParseError::UnsupportedCommand),
         Role::Key if len >= limits.max_key_len => return Err(ParseError::KeyTooLong),
         _ if len > limits.max_bulk_len => return Err(ParseError::BulkTooLong),
         _ => {}
     }
-    let end = data + len;
+    let end = data.checked_add(len).ok_or(ParseError::BulkTooLong)?;
     match buf.get(end) {
         None => return Err(ParseError::Incomplete),
         Some(b'\r') => {}
