@@ -151,7 +151,9 @@ pub enum CliError {
     #[error("nutcracker: option -s value {0} is not a valid port")]
     InvalidStatsPort(i32),
     /// `-m` value outside 512..=16777216.
-    #[error("nutcracker: mbuf chunk size must be between {MIN_MBUF_SIZE} and {MAX_MBUF_SIZE} bytes")]
+    #[error(
+        "nutcracker: mbuf chunk size must be between {MIN_MBUF_SIZE} and {MAX_MBUF_SIZE} bytes"
+    )]
     MbufSize,
     /// Extension option missing its value or given a non-number.
     #[error("nutcracker: option --{0} requires a number")]
@@ -397,9 +399,9 @@ fn arg_bytes(a: OsString) -> Vec<u8> {
     a.to_string_lossy().into_owned().into_bytes()
 }
 
-/// Parses the command line *without* the program name (pass
-/// `std::env::args_os().skip(1)`), stopping at the first error like
-/// nutcracker.
+/// Parses the command line (`std::env::args_os().skip(1)`), stopping at the
+/// first error like nutcracker. Passing the program name too is harmless: like
+/// every non-option word it is ignored.
 pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<CliAction, CliError> {
     let args: Vec<Vec<u8>> = args.into_iter().map(arg_bytes).collect();
     let mut opts = Options::default();
@@ -528,4 +530,384 @@ pub fn usage_text() -> String {
 /// `-h` output: the version banner followed by the usage.
 pub fn help_text() -> String {
     format!("{}{}", version_text(), usage_text())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(args: &[&str]) -> Result<CliAction, CliError> {
+        parse(args.iter().map(OsString::from))
+    }
+
+    #[track_caller]
+    fn opts(args: &[&str]) -> Options {
+        match run(args) {
+            Ok(CliAction::Run(o)) => o,
+            other => panic!("{args:?}: expected Run, got {other:?}"),
+        }
+    }
+
+    #[track_caller]
+    fn error(args: &[&str]) -> String {
+        match run(args) {
+            Err(e) => e.to_string(),
+            other => panic!("{args:?}: expected an error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn defaults() {
+        let o = opts(&[]);
+        assert_eq!(o, Options::default());
+        assert_eq!(o.conf_file, "conf/nutcracker.yml");
+        assert_eq!(o.verbosity, 5);
+        assert_eq!(o.output, None);
+        assert_eq!(o.stats_port, 22222);
+        assert_eq!(o.stats_addr, "0.0.0.0");
+        assert_eq!(o.stats_interval_ms, 30_000);
+        assert_eq!(o.pid_file, None);
+        assert_eq!(o.mbuf_size, 16384);
+        assert!(!o.daemonize);
+        assert_eq!(o.workers, None);
+        assert_eq!(o.send_mode, None);
+        assert_eq!(o.iov_max, None);
+        assert_eq!(o.send_limit, None);
+        assert_eq!(o.prometheus_port, None);
+    }
+
+    #[test]
+    fn every_flag_short_and_long() {
+        let short = opts(&[
+            "-d",
+            "-v",
+            "7",
+            "-o",
+            "/tmp/log",
+            "-c",
+            "x.yml",
+            "-s",
+            "1234",
+            "-i",
+            "500",
+            "-a",
+            "127.0.0.1",
+            "-p",
+            "/tmp/pid",
+            "-m",
+            "512",
+        ]);
+        let long = opts(&[
+            "--daemonize",
+            "--verbose=7",
+            "--output",
+            "/tmp/log",
+            "--conf-file=x.yml",
+            "--stats-port",
+            "1234",
+            "--stats-interval=500",
+            "--stats-addr",
+            "127.0.0.1",
+            "--pid-file=/tmp/pid",
+            "--mbuf-size",
+            "512",
+        ]);
+        assert_eq!(short, long);
+        assert!(short.daemonize);
+        assert_eq!(short.verbosity, 7);
+        assert_eq!(short.output.as_deref(), Some("/tmp/log"));
+        assert_eq!(short.conf_file, "x.yml");
+        assert_eq!(short.stats_port, 1234);
+        assert_eq!(short.stats_interval_ms, 500);
+        assert_eq!(short.stats_addr, "127.0.0.1");
+        assert_eq!(short.pid_file.as_deref(), Some("/tmp/pid"));
+        assert_eq!(short.mbuf_size, 512);
+    }
+
+    #[test]
+    fn getopt_forms() {
+        assert_eq!(opts(&["-v5"]).verbosity, 5);
+        assert_eq!(opts(&["-v", "5"]).verbosity, 5);
+        assert_eq!(opts(&["--verbose=9"]).verbosity, 9);
+        assert_eq!(opts(&["--verbose", "9"]).verbosity, 9);
+        // bundled flags, with the last one taking the rest as its value
+        assert_eq!(
+            run(&["-td"]),
+            Ok(CliAction::TestConf(Options {
+                daemonize: true,
+                ..Options::default()
+            }))
+        );
+        let o = opts(&["-dv8"]);
+        assert!(o.daemonize);
+        assert_eq!(o.verbosity, 8);
+        assert_eq!(opts(&["-dc", "f.yml"]).conf_file, "f.yml");
+        // a value is taken from the next word even if it looks like an option
+        assert_eq!(opts(&["-c", "-V"]).conf_file, "-V");
+        assert_eq!(opts(&["-c", "--"]).conf_file, "--");
+        assert_eq!(opts(&["--pid", "-V"]).pid_file.as_deref(), Some("-V"));
+        // unique prefixes of nutcracker's long names
+        assert_eq!(opts(&["--verb=3"]).verbosity, 3);
+        assert_eq!(opts(&["--stats-p", "99"]).stats_port, 99);
+        assert_eq!(opts(&["--c", "a.yml"]).conf_file, "a.yml");
+        assert_eq!(opts(&["--p", "p"]).pid_file.as_deref(), Some("p"));
+        // non-options are permuted away and ignored; "--" ends options
+        assert_eq!(opts(&["extra", "-c", "a.yml", "more"]).conf_file, "a.yml");
+        assert_eq!(opts(&["--", "-x"]), Options::default());
+        assert_eq!(opts(&["-"]), Options::default());
+        // later values win
+        assert_eq!(opts(&["-c", "a", "-c", "b"]).conf_file, "b");
+    }
+
+    #[test]
+    fn numbers_like_nc_atoi() {
+        assert_eq!(opts(&["-v", "12"]).verbosity, 11, "clamped like log_init");
+        assert_eq!(opts(&["-v", "2147483647"]).verbosity, 11);
+        assert_eq!(opts(&["-v", "0"]).verbosity, 0);
+        assert_eq!(opts(&["-s", "65535"]).stats_port, 65535);
+        assert_eq!(opts(&["-s", "4294967297"]).stats_port, 1, "32-bit wrap");
+        assert_eq!(opts(&["-i", "0"]).stats_interval_ms, 0);
+        assert_eq!(opts(&["-m", "16777216"]).mbuf_size, 16_777_216);
+        assert_eq!(opts(&["-o", ""]).output, None, "empty means stderr");
+    }
+
+    #[test]
+    fn actions() {
+        assert_eq!(run(&["-h"]), Ok(CliAction::Help));
+        assert_eq!(run(&["--help"]), Ok(CliAction::Help));
+        assert_eq!(run(&["--he"]), Ok(CliAction::Help));
+        assert_eq!(run(&["-V"]), Ok(CliAction::Version));
+        assert_eq!(run(&["--version"]), Ok(CliAction::Version));
+        assert_eq!(run(&["-D"]), Ok(CliAction::DescribeStats));
+        assert_eq!(run(&["--describe-stats"]), Ok(CliAction::DescribeStats));
+        assert_eq!(run(&["-t", "-V"]), Ok(CliAction::Version));
+        assert_eq!(run(&["-V", "-h"]), Ok(CliAction::Help));
+        assert_eq!(run(&["-D", "-t"]), Ok(CliAction::DescribeStats));
+        assert_eq!(
+            run(&["-t", "-c", "x"]),
+            Ok(CliAction::TestConf(Options {
+                conf_file: "x".into(),
+                ..Options::default()
+            }))
+        );
+        assert_eq!(
+            run(&["--test-conf"]),
+            Ok(CliAction::TestConf(Options::default()))
+        );
+    }
+
+    #[test]
+    fn errors() {
+        let cases: &[(&[&str], &str)] = &[
+            (&["-x"], "nutcracker: invalid option -- 'x'"),
+            (&["-?"], "nutcracker: invalid option -- '?'"),
+            (&["-:"], "nutcracker: invalid option -- ':'"),
+            (&["-W"], "nutcracker: invalid option -- 'W'"),
+            (&["-tdx"], "nutcracker: invalid option -- 'x'"),
+            (&["-V", "-x"], "nutcracker: invalid option -- 'x'"),
+            (&["--foo"], "nutcracker: invalid option -- '\0'"),
+            (&["--stats"], "nutcracker: invalid option -- '\0'"),
+            (&["--v"], "nutcracker: invalid option -- '\0'"),
+            (&["--=x"], "nutcracker: invalid option -- '\0'"),
+            (&["--help=3"], "nutcracker: invalid option -- 'h'"),
+            (&["--version=1"], "nutcracker: invalid option -- 'V'"),
+            (&["--test-conf=1"], "nutcracker: invalid option -- 't'"),
+            (&["--daemonize=1"], "nutcracker: invalid option -- 'd'"),
+            (&["--describe-stats=1"], "nutcracker: invalid option -- 'D'"),
+            (&["-v"], "nutcracker: option -v requires a number"),
+            (&["-v", "abc"], "nutcracker: option -v requires a number"),
+            (&["-v", "-1"], "nutcracker: option -v requires a number"),
+            (&["-vt"], "nutcracker: option -v requires a number"),
+            (&["--verbose"], "nutcracker: option -v requires a number"),
+            (&["--verbose=5x"], "nutcracker: option -v requires a number"),
+            (&["-s"], "nutcracker: option -s requires a number"),
+            (&["-s", "abc"], "nutcracker: option -s requires a number"),
+            (
+                &["-s", "2147483648"],
+                "nutcracker: option -s requires a number",
+            ),
+            (
+                &["-s", "0"],
+                "nutcracker: option -s value 0 is not a valid port",
+            ),
+            (
+                &["-s", "65536"],
+                "nutcracker: option -s value 65536 is not a valid port",
+            ),
+            (
+                &["-s", "4294967296"],
+                "nutcracker: option -s value 0 is not a valid port",
+            ),
+            (
+                &["--stats-port=0"],
+                "nutcracker: option -s value 0 is not a valid port",
+            ),
+            (&["-i"], "nutcracker: option -i requires a number"),
+            (&["-i", "-5"], "nutcracker: option -i requires a number"),
+            (&["-m"], "nutcracker: option -m requires a number"),
+            (
+                &["-m", "0"],
+                "nutcracker: option -m requires a non-zero number",
+            ),
+            (
+                &["-m", "abc"],
+                "nutcracker: option -m requires a non-zero number",
+            ),
+            (
+                &["--mbuf-size="],
+                "nutcracker: option -m requires a non-zero number",
+            ),
+            (
+                &["-m", "2147483648"],
+                "nutcracker: option -m requires a non-zero number",
+            ),
+            (
+                &["-m", "511"],
+                "nutcracker: mbuf chunk size must be between 512 and 16777216 bytes",
+            ),
+            (
+                &["-m", "16777217"],
+                "nutcracker: mbuf chunk size must be between 512 and 16777216 bytes",
+            ),
+            (&["-o"], "nutcracker: option -o requires a file name"),
+            (&["-c"], "nutcracker: option -c requires a file name"),
+            (
+                &["--conf-file"],
+                "nutcracker: option -c requires a file name",
+            ),
+            (&["-p"], "nutcracker: option -p requires a file name"),
+            (&["-a"], "nutcracker: option -a requires a string"),
+            (&["--stats-addr"], "nutcracker: option -a requires a string"),
+        ];
+        for (args, expected) in cases {
+            assert_eq!(error(args), *expected, "{args:?}");
+        }
+    }
+
+    #[test]
+    fn extensions() {
+        let o = opts(&[
+            "--workers",
+            "4",
+            "--send-mode=per_message",
+            "--iov-max",
+            "64",
+            "--send-limit=1048576",
+            "--prometheus-port",
+            "9100",
+        ]);
+        assert_eq!(o.workers, Some(4));
+        assert_eq!(o.send_mode, Some(SendMode::PerMessage));
+        assert_eq!(o.iov_max, Some(64));
+        assert_eq!(o.send_limit, Some(1_048_576));
+        assert_eq!(o.prometheus_port, Some(9100));
+        assert_eq!(
+            opts(&["--send-mode", "batched"]).send_mode,
+            Some(SendMode::Batched)
+        );
+        assert_eq!(opts(&["--iov-max=1"]).iov_max, Some(1));
+        assert_eq!(opts(&["--iov-max=1024"]).iov_max, Some(1024));
+
+        let cases: &[(&[&str], &str)] = &[
+            (
+                &["--workers"],
+                "nutcracker: option --workers requires a number",
+            ),
+            (
+                &["--workers=x"],
+                "nutcracker: option --workers requires a number",
+            ),
+            (
+                &["--workers=0"],
+                "nutcracker: option --workers requires a non-zero number",
+            ),
+            (
+                &["--send-mode"],
+                "nutcracker: option --send-mode requires a string",
+            ),
+            (
+                &["--send-mode=fast"],
+                "nutcracker: option --send-mode value 'fast' is not \"batched\" or \"per_message\"",
+            ),
+            (
+                &["--iov-max"],
+                "nutcracker: option --iov-max requires a number",
+            ),
+            (
+                &["--iov-max=0"],
+                "nutcracker: option --iov-max value must be between 1 and 1024",
+            ),
+            (
+                &["--iov-max=1025"],
+                "nutcracker: option --iov-max value must be between 1 and 1024",
+            ),
+            (
+                &["--send-limit=0"],
+                "nutcracker: option --send-limit requires a non-zero number",
+            ),
+            (
+                &["--send-limit=-1"],
+                "nutcracker: option --send-limit requires a number",
+            ),
+            (
+                &["--prometheus-port"],
+                "nutcracker: option --prometheus-port requires a number",
+            ),
+            (
+                &["--prometheus-port=70000"],
+                "nutcracker: option --prometheus-port value 70000 is not a valid port",
+            ),
+            // extensions cannot be abbreviated, so nutcracker's prefixes keep
+            // their meaning
+            (&["--work=2"], "nutcracker: invalid option -- '\0'"),
+            (&["--send=batched"], "nutcracker: invalid option -- '\0'"),
+        ];
+        for (args, expected) in cases {
+            assert_eq!(error(args), *expected, "{args:?}");
+        }
+    }
+
+    #[test]
+    fn overrides_apply_to_every_pool() {
+        let yaml = "a:\n  listen: 127.0.0.1:1\n  servers:\n   - 127.0.0.1:6379:1\n\
+                    b:\n  listen: 127.0.0.1:2\n  iov_max: 8\n  servers:\n   - 127.0.0.1:6379:1\n";
+        let mut cfg = Config::from_yaml_str(yaml, "t").unwrap();
+        opts(&[]).apply_overrides(&mut cfg);
+        assert_eq!(cfg.pools[1].iov_max, 8, "no override, config value kept");
+        let o = opts(&[
+            "--send-mode=per_message",
+            "--iov-max=16",
+            "--send-limit=100",
+        ]);
+        o.apply_overrides(&mut cfg);
+        for p in &cfg.pools {
+            assert_eq!(p.send_mode, SendMode::PerMessage);
+            assert_eq!(p.iov_max, 16);
+            assert_eq!(p.send_limit, Some(100));
+        }
+    }
+
+    #[test]
+    fn texts() {
+        let v = version_text();
+        assert!(v.starts_with("This is ncproxy-"));
+        assert!(v.ends_with(" (nutcracker-0.5.0 compatible)\nasync event backend: epoll\n\n"));
+        let u = usage_text();
+        assert!(
+            u.starts_with("Usage: nutcracker [-?hVdDt] [-v verbosity level] [-o output file]\r\n")
+        );
+        assert!(u.contains("(default: conf/nutcracker.yml)\r\n"));
+        assert!(u.contains("  -D, --describe-stats   : print stats description and exit\n"));
+        for ext in [
+            "--workers",
+            "--send-mode",
+            "--iov-max",
+            "--send-limit",
+            "--prometheus-port",
+        ] {
+            assert!(u.contains(ext), "{ext} missing from usage");
+        }
+        assert!(u.ends_with("\r\n\n"));
+        assert_eq!(help_text(), format!("{v}{u}"));
+    }
 }

@@ -211,6 +211,7 @@ struct PoolBuilder {
     send_mode: Option<SendMode>,
     iov_max: Option<i32>,
     send_limit: Option<i32>,
+    client_output_limit: Option<i32>,
 }
 
 fn set_num(field: &mut Option<i32>, value: &str) -> Result<(), SetError> {
@@ -325,6 +326,7 @@ impl PoolBuilder {
                     return Err(invalid("cannot be 0"));
                 }
             }
+            "client_output_limit" => set_num(&mut self.client_output_limit, value)?,
             _ => return Ok(false),
         }
         Ok(true)
@@ -341,8 +343,8 @@ fn parse_listen(value: &str) -> Result<Listen, SetError> {
                 let perm = strtol_octal_mode(&bytes[q + 1..])
                     .filter(|p| *p <= 0o777)
                     .ok_or(invalid(
-                        "has an invalid file permission in \"socket_path permission\" format string",
-                    ))?;
+                    "has an invalid file permission in \"socket_path permission\" format string",
+                ))?;
                 (&value[..q], Some(perm))
             }
         };
@@ -381,12 +383,12 @@ fn resolve(host: &str, port: u16) -> Result<SocketAddr, LogLine> {
     let failure = |reason: &str| LogLine {
         file: "nc_util.c",
         line: 505,
-        message: format!(
-            "address resolution of node '{node}' service '{port}' failed: {reason}"
-        ),
+        message: format!("address resolution of node '{node}' service '{port}' failed: {reason}"),
     };
     match (node, port).to_socket_addrs() {
-        Ok(mut addrs) => addrs.next().ok_or_else(|| failure("No address associated with hostname")),
+        Ok(mut addrs) => addrs
+            .next()
+            .ok_or_else(|| failure("No address associated with hostname")),
         Err(e) => {
             // std formats getaddrinfo failures as "failed to lookup address
             // information: <gai_strerror>"; other errors come from EAI_SYSTEM.
@@ -520,7 +522,7 @@ fn parse_events(path: &str, events: &[Ev]) -> Result<Vec<PoolBuilder>, ConfigErr
                 false
             }
             Ev::MappingEnd => {
-                depth -= 1;
+                depth = depth.saturating_sub(1);
                 if depth == 1 {
                     args.pop();
                 }
@@ -557,10 +559,11 @@ fn parse_events(path: &str, events: &[Ev]) -> Result<Vec<PoolBuilder>, ConfigErr
         if !leaf {
             continue;
         }
-        let (key, value) = (&*args[args.len() - 2], &*args[args.len() - 1]);
-        let Some(pool) = pools.last_mut() else {
+        // Pre-validation guarantees a pool name and a key below every leaf.
+        let (Some(pool), [.., key, value]) = (pools.last_mut(), args.as_slice()) else {
             continue;
         };
+        let (key, value): (&str, &str) = (key, value);
         let lines = match pool.set(key, value) {
             Ok(true) => None,
             Ok(false) => Some(vec![LogLine::conf(
@@ -676,6 +679,7 @@ fn validate_pool(path: &str, b: PoolBuilder) -> Result<Pool, ConfigError> {
         send_mode: b.send_mode.unwrap_or_default(),
         iov_max: b.iov_max.map_or(DEFAULT_IOV_MAX, |n| n as usize),
         send_limit: b.send_limit.map(|n| n as usize),
+        client_output_limit: b.client_output_limit.map_or(0, |n| n as usize),
     })
 }
 
@@ -732,3 +736,7 @@ fn post_validate(path: &str, builders: Vec<PoolBuilder>) -> Result<Config, Confi
         pools,
     })
 }
+
+#[cfg(test)]
+#[path = "conf_tests.rs"]
+mod tests;

@@ -161,6 +161,9 @@ pub struct Pool {
     /// Extension `send_limit:` (bytes, > 0): most bytes per write; `None` =
     /// unlimited.
     pub send_limit: Option<usize>,
+    /// Extension `client_output_limit:` (bytes): a client whose unsent replies
+    /// exceed it is closed; 0 (the default) = unlimited, as nutcracker.
+    pub client_output_limit: usize,
 }
 
 /// A backend server address. Host names are kept unresolved: nutcracker

@@ -163,7 +163,12 @@ fn fix_for_yaml_rust2(mut text: String) -> String {
         };
         let mut chars: Vec<char> = text.chars().collect();
         let at = err.marker().index().min(chars.len());
-        let line_start = |i: usize| chars[..i].iter().rposition(|&c| c == '\n').map_or(0, |p| p + 1);
+        let line_start = |i: usize| {
+            chars[..i]
+                .iter()
+                .rposition(|&c| c == '\n')
+                .map_or(0, |p| p + 1)
+        };
         match err.info() {
             "':' must be followed by a valid YAML whitespace" => {
                 let mut start = at;
@@ -175,7 +180,9 @@ fn fix_for_yaml_rust2(mut text: String) -> String {
                 let ls = line_start(start);
                 let simple_key = start > 0
                     && chars[start - 1] == ':'
-                    && chars[ls..start - 1].iter().any(|c| !matches!(c, ' ' | '\t'));
+                    && chars[ls..start - 1]
+                        .iter()
+                        .any(|c| !matches!(c, ' ' | '\t'));
                 if !simple_key || !chars[start..at].contains(&'\t') {
                     break;
                 }
@@ -318,13 +325,20 @@ fn first_rejected_tab(chars: &[char], scan: &Scan) -> Option<usize> {
         ) {
             continue;
         }
-        let end = scan.tokens.get(i + 1).map_or(chars.len(), |(next, _)| *next);
+        let end = scan
+            .tokens
+            .get(i + 1)
+            .map_or(chars.len(), |(next, _)| *next);
         let start = block_header(chars, scan, i);
         let Some(header_end) = chars[start..end].iter().position(|&c| c == '\n') else {
             continue;
         };
         let header = &chars[start..start + header_end];
-        if header.iter().take_while(|&&c| c != '#').any(char::is_ascii_digit) {
+        if header
+            .iter()
+            .take_while(|&&c| c != '#')
+            .any(char::is_ascii_digit)
+        {
             continue; // explicit indentation: not modelled
         }
         let mut indent: Option<usize> = None;
@@ -387,7 +401,10 @@ fn first_rejected_tab(chars: &[char], scan: &Scan) -> Option<usize> {
                 chars.get(at) == Some(&'?') && chars.get(at + 1).is_none_or(|c| c.is_whitespace())
             }
             TokenType::Value => {
-                let ls = chars[..at].iter().rposition(|&c| c == '\n').map_or(0, |i| i + 1);
+                let ls = chars[..at]
+                    .iter()
+                    .rposition(|&c| c == '\n')
+                    .map_or(0, |i| i + 1);
                 chars.get(at) == Some(&':') && chars[ls..at].iter().all(|&c| is_blank(c))
             }
             _ => false,
@@ -453,7 +470,10 @@ fn trailing_token_fails(chars: &[char], at: usize) -> bool {
     // required simple key: libyaml scans on for its `:` and fails in the
     // scanner ("could not find expected ':'") before the parser sees this.
     if let Some(open) = opening_quote(chars, at) {
-        let ls = chars[..open].iter().rposition(|&c| c == '\n').map_or(0, |i| i + 1);
+        let ls = chars[..open]
+            .iter()
+            .rposition(|&c| c == '\n')
+            .map_or(0, |i| i + 1);
         if chars[ls..open].iter().all(|&c| c == ' ') && at_block_indent(chars, ls, open - ls) {
             return true;
         }
@@ -472,7 +492,10 @@ fn trailing_token_fails(chars: &[char], at: usize) -> bool {
         .iter()
         .position(|&c| c == '\n')
         .map_or(chars.len(), |i| at + i);
-    let probe: String = "--- ".chars().chain(chars[at..line_end].iter().copied()).collect();
+    let probe: String = "--- "
+        .chars()
+        .chain(chars[at..line_end].iter().copied())
+        .collect();
     let mut scanner = Scanner::new(probe.chars());
     for _ in 0..3 {
         match scanner.next_token() {
@@ -490,7 +513,10 @@ fn trailing_token_fails(chars: &[char], at: usize) -> bool {
 fn at_block_indent(chars: &[char], line_start: usize, column: usize) -> bool {
     let mut end = line_start;
     while end > 0 {
-        let ls = chars[..end - 1].iter().rposition(|&c| c == '\n').map_or(0, |i| i + 1);
+        let ls = chars[..end - 1]
+            .iter()
+            .rposition(|&c| c == '\n')
+            .map_or(0, |i| i + 1);
         let line = &chars[ls..end - 1];
         end = ls;
         let Some(col) = line.iter().position(|&c| c != ' ') else {
@@ -698,7 +724,8 @@ fn validate_structure(fname: &str, events: &[Event]) -> Result<(), LogLine> {
     let mut count = [0u32; (MAX_DEPTH + 2) as usize];
     let err = |line: u32, msg: String| Err(LogLine::conf(line, msg));
     for ev in events {
-        let d = depth as usize;
+        // Parser events are balanced, so depth stays within 0..=MAX_DEPTH.
+        let d = depth.clamp(0, MAX_DEPTH) as usize;
         match ev {
             Event::MappingStart(..) => {
                 if depth == ROOT_DEPTH && count[d] != 1 {

@@ -22,7 +22,9 @@ use nc_config::{Config, ConfigError};
 
 fn nutcracker() -> PathBuf {
     if let Some(p) = std::env::var_os("NUTCRACKER_BIN") {
-        return PathBuf::from(p);
+        let p = PathBuf::from(p);
+        assert!(p.is_file(), "NUTCRACKER_BIN={} is not a file", p.display());
+        return p;
     }
     let path = std::env::var_os("PATH").unwrap_or_default();
     for dir in std::env::split_paths(&path).chain([PathBuf::from("/usr/sbin")]) {
@@ -113,7 +115,15 @@ fn nutcracker_run(bin: &Path, file: &str, dir: &Path) -> Option<Outcome> {
     let stats_port = free_port();
     let log = dir.join(format!("run-{stats_port}.log"));
     let mut child = Command::new(bin)
-        .args(["-c", file, "-s", &stats_port.to_string(), "-a", "127.0.0.1", "-o"])
+        .args([
+            "-c",
+            file,
+            "-s",
+            &stats_port.to_string(),
+            "-a",
+            "127.0.0.1",
+            "-o",
+        ])
         .arg(&log)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -273,7 +283,11 @@ fn corpus() -> Vec<(&'static str, String)> {
         ("listen_as_sequence", "alpha:\n  listen:\n   - 127.0.0.1:22121\n".to_owned()),
         ("unix_perm_too_big", format!("alpha:\n  listen: {{DIR}}/d.sock 01777\n{s}")),
         ("unix_perm_negative", format!("alpha:\n  listen: {{DIR}}/e.sock -1\n{s}")),
+        ("unix_perm_overflow", format!("alpha:\n  listen: {{DIR}}/f.sock 7777777777777777777777777\n{s}")),
+        ("unix_perm_wraps", format!("alpha:\n  listen: {{DIR}}/g.sock -37777777777\n{s}")),
         ("unix_path_too_long", format!("alpha:\n  listen: /tmp/{}.sock\n{s}", "a".repeat(110))),
+        ("unix_path_107", format!("alpha:\n  listen: {{UNIX107}}\n{s}")),
+        ("unix_path_108", format!("alpha:\n  listen: {{UNIX108}}\n{s}")),
         ("server_bad_format", format!("{h}  servers:\n   - 127.0.0.1\n")),
         ("server_unix_with_colon", format!("{h}  servers:\n   - /tmp/a:b.sock:1\n")),
         ("server_zero_weight", format!("{h}  servers:\n   - 127.0.0.1:6379:0\n")),
@@ -388,7 +402,13 @@ fn corpus() -> Vec<(&'static str, String)> {
 }
 
 fn instantiate(template: &str, dir: &Path) -> String {
-    let mut text = template.replace("{DIR}", &dir.display().to_string());
+    let d = dir.display().to_string();
+    // unix socket paths of exactly 107 (the longest sun_path takes) and 108 bytes
+    let unix = |len: usize| format!("{d}/{}", "u".repeat(len - d.len() - 1));
+    let mut text = template
+        .replace("{UNIX107}", &unix(107))
+        .replace("{UNIX108}", &unix(108))
+        .replace("{DIR}", &d);
     for p in ["{P1}", "{P2}", "{P3}"] {
         text = text.replace(p, &free_port().to_string());
     }
@@ -409,7 +429,7 @@ fn configs_match_nutcracker() {
         let (file, ours_res, theirs_run) = loop {
             let file = dir.path().join(format!("{name}.yml"));
             let text = instantiate(template, dir.path());
-            std::fs::write(&file, text.replace('\u{1}', "\u{1}")).expect("write config");
+            std::fs::write(&file, &text).expect("write config");
             if *name == "invalid_utf8" {
                 let mut bytes = std::fs::read(&file).expect("read back");
                 let at = bytes.iter().position(|&b| b == 1).expect("marker byte");
@@ -467,13 +487,17 @@ fn configs_match_nutcracker() {
     ] {
         let file = dir.path().join(format!("ext-{key}.yml"));
         let text = instantiate(
-            &format!("alpha:\n  listen: 127.0.0.1:{{P1}}\n{line}  servers:\n   - 127.0.0.1:6379:1\n"),
+            &format!(
+                "alpha:\n  listen: 127.0.0.1:{{P1}}\n{line}  servers:\n   - 127.0.0.1:6379:1\n"
+            ),
             dir.path(),
         );
         std::fs::write(&file, text).expect("write config");
         let file = file.display().to_string();
         let theirs = nutcracker_run(&bin, &file, dir.path()).expect("run");
-        let expected = vec![format!("nc_conf.c:536 conf: directive \"{key}\" is unknown")];
+        let expected = vec![format!(
+            "nc_conf.c:536 conf: directive \"{key}\" is unknown"
+        )];
         if !matches!(&theirs, Outcome::Invalid { log, .. } if *log == expected) {
             failures.push(format!("extension {key}: nutcracker said {theirs:?}"));
         }
@@ -516,5 +540,8 @@ fn configs_match_nutcracker() {
         corpus.len() + 2,
         failures.join("\n")
     );
-    assert!(valid >= 15 && invalid >= 40, "corpus lost coverage: {valid} valid, {invalid} invalid");
+    assert!(
+        valid >= 15 && invalid >= 40,
+        "corpus lost coverage: {valid} valid, {invalid} invalid"
+    );
 }

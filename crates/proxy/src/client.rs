@@ -52,7 +52,7 @@ pub(crate) async fn serve(stream: Stream, handle: Rc<PoolHandle>) {
     stats.client_connections.incr();
     pool.conns.curr_connections.incr();
     pool.conns.total_connections.incr();
-    let shared = Rc::new(ClientShared::new(pool.limits));
+    let shared = Rc::new(ClientShared::new(pool.limits, pool.client_output_limit));
     let registration = pool.worker.register(&shared);
     let mut client = Client {
         stream,

@@ -85,6 +85,8 @@ pub(crate) struct Pool {
     pub(crate) limits: Limits,
     pub(crate) send: SendOpts,
     pub(crate) timeout: Option<Duration>,
+    /// Bytes of unsent replies one client may accumulate (0 = unlimited).
+    pub(crate) client_output_limit: usize,
     pub(crate) stats: Arc<PoolStats>,
     pub(crate) conns: Arc<WorkerStats>,
     pub(crate) admission: Arc<PoolAdmission>,
@@ -148,6 +150,7 @@ impl Pool {
             .collect();
         Pool {
             timeout: config.timeout_ms.map(Duration::from_millis),
+            client_output_limit: config.client_output_limit,
             config,
             limits,
             send,

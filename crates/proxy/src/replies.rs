@@ -57,6 +57,10 @@ impl Fragments {
 pub(crate) struct ReplyQueue {
     head_seq: u64,
     slots: VecDeque<Slot>,
+    /// Bytes of replies ready but not yet written to the client.
+    ready_bytes: usize,
+    /// `client_output_limit` (0 = none): above it the client is closed.
+    output_limit: usize,
     closed: bool,
     /// Set when a sent reply asked for the connection to close.
     close_now: bool,
@@ -74,11 +78,13 @@ pub(crate) struct ClientShared {
 pub(crate) const NO_FRAGMENT: u32 = u32::MAX;
 
 impl ClientShared {
-    pub(crate) fn new(limits: Limits) -> ClientShared {
+    pub(crate) fn new(limits: Limits, output_limit: usize) -> ClientShared {
         ClientShared {
             queue: RefCell::new(ReplyQueue {
                 head_seq: 0,
                 slots: VecDeque::new(),
+                ready_bytes: 0,
+                output_limit,
                 closed: false,
                 close_now: false,
             }),
@@ -103,6 +109,7 @@ impl ClientShared {
     /// Appends a reply made by the proxy itself.
     pub(crate) fn push_ready(&self, reply: Bytes) {
         let mut q = self.queue.borrow_mut();
+        q.ready_bytes += reply.len();
         q.slots.push_back(Slot {
             pending: 0,
             reply: SlotReply::Ready(reply),
@@ -138,6 +145,7 @@ impl ClientShared {
         let Some(slot) = q.slots.get_mut(index) else {
             return;
         };
+        let mut ready = 0;
         match &mut slot.reply {
             SlotReply::Fragments(frags) => {
                 match reply {
@@ -153,6 +161,7 @@ impl ClientShared {
                 slot.pending = slot.pending.saturating_sub(1);
                 if slot.pending == 0 {
                     let (bytes, close_after, error) = coalesce(frags, &self.limits);
+                    ready = bytes.len();
                     slot.reply = SlotReply::Ready(bytes);
                     slot.close_after = close_after;
                     if error {
@@ -162,16 +171,20 @@ impl ClientShared {
             }
             _ => {
                 slot.pending = 0;
-                slot.reply = SlotReply::Ready(match reply {
+                let bytes = match reply {
                     Ok(bytes) => bytes,
                     Err(errno) => {
                         self.forward_errors.set(self.forward_errors.get() + 1);
                         redis_error_reply(errno)
                     }
-                });
+                };
+                ready = bytes.len();
+                slot.reply = SlotReply::Ready(bytes);
             }
         }
-        if index == 0 {
+        q.ready_bytes += ready;
+        let over_limit = q.output_limit > 0 && q.ready_bytes > q.output_limit;
+        if index == 0 || over_limit {
             drop(q);
             self.waker.wake();
         }
@@ -193,9 +206,10 @@ impl ReplyQueue {
         self.slots.is_empty()
     }
 
-    /// A reply that must close the connection has been sent.
+    /// A reply that must close the connection has been sent, or the client
+    /// let more than `client_output_limit` bytes of replies pile up.
     pub(crate) fn must_close(&self) -> bool {
-        self.close_now
+        self.close_now || (self.output_limit > 0 && self.ready_bytes > self.output_limit)
     }
 }
 
@@ -216,6 +230,9 @@ impl SendQueue for ReplyQueue {
     fn head_sent(&mut self) {
         if let Some(slot) = self.slots.pop_front() {
             self.head_seq += 1;
+            if let SlotReply::Ready(bytes) = &slot.reply {
+                self.ready_bytes -= bytes.len();
+            }
             if slot.close_after {
                 self.close_now = true;
             }
