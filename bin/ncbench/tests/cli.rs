@@ -1,0 +1,265 @@
+//! The `ncbench` binary as users and CI scripts see it: exit codes (0 pass,
+//! 1 gate failed, 2 usage/config error), one-line config errors naming the
+//! file and key, every shipped config valid, and a short smoke run of the
+//! built-in default through ncproxy (in-process), nutcracker and redis-server.
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn ncbench(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_ncbench"))
+        .args(args)
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("ncbench runs")
+}
+
+fn code(o: &Output) -> i32 {
+    o.status.code().expect("exited normally")
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+fn configs_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../bench-configs")
+}
+
+#[track_caller]
+fn assert_config_error(o: &Output, file: &str, key: &str) {
+    assert_eq!(code(o), 2, "stderr: {}", stderr(o));
+    let err = stderr(o);
+    let lines: Vec<&str> = err.lines().collect();
+    assert_eq!(lines.len(), 1, "one line expected: {err}");
+    assert!(lines[0].contains(file) && lines[0].contains(key), "{err}");
+}
+
+#[test]
+fn bad_configs_exit_2_with_one_line_naming_file_and_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let unknown = write(
+        dir.path(),
+        "unknown.toml",
+        "[[target]]\nkind = \"direct\"\n[workload]\npipelin = 4\n",
+    );
+    assert_config_error(
+        &ncbench(&["run", unknown.to_str().unwrap()]),
+        "unknown.toml",
+        "workload.pipelin",
+    );
+
+    let bad = write(
+        dir.path(),
+        "bad.toml",
+        "[[target]]\nkind = \"direct\"\n[run]\nwarmup = \"soon\"\n",
+    );
+    assert_config_error(
+        &ncbench(&["check", bad.to_str().unwrap()]),
+        "bad.toml",
+        "run.warmup",
+    );
+
+    let range = write(
+        dir.path(),
+        "range.toml",
+        "[[target]]\nkind = \"direct\"\n[sweep]\niov_max = [128, 0]\n",
+    );
+    assert_config_error(
+        &ncbench(&["capacity", range.to_str().unwrap()]),
+        "range.toml",
+        "sweep.iov_max[1]",
+    );
+
+    let kind = write(
+        dir.path(),
+        "kind.toml",
+        "[[target]]\nkind = \"twemproxy\"\n",
+    );
+    assert_config_error(
+        &ncbench(&["run", kind.to_str().unwrap()]),
+        "kind.toml",
+        "target[0].kind",
+    );
+
+    let syntax = write(dir.path(), "syntax.toml", "[[target]\nkind = \"direct\"\n");
+    let o = ncbench(&["run", syntax.to_str().unwrap()]);
+    assert_eq!(code(&o), 2);
+    assert!(stderr(&o).contains("syntax.toml"), "{}", stderr(&o));
+
+    let missing = dir.path().join("nope.toml");
+    let o = ncbench(&["run", missing.to_str().unwrap()]);
+    assert_eq!(code(&o), 2);
+    assert!(stderr(&o).contains("nope.toml"), "{}", stderr(&o));
+
+    // Flags are checked like config keys.
+    let o = ncbench(&["run", "--duration", "forever"]);
+    assert_config_error(&o, "command line", "--duration");
+    // Unknown flags are usage errors too.
+    assert_eq!(code(&ncbench(&["run", "--frobnicate"])), 2);
+}
+
+#[test]
+fn every_shipped_config_is_valid() {
+    let mut n = 0;
+    for e in std::fs::read_dir(configs_dir()).unwrap() {
+        let p = e.unwrap().path();
+        if p.extension().is_some_and(|x| x == "toml") {
+            let o = ncbench(&["check", p.to_str().unwrap()]);
+            assert_eq!(code(&o), 0, "{}: {}", p.display(), stderr(&o));
+            assert!(stdout(&o).contains("configuration OK"));
+            n += 1;
+        }
+    }
+    assert!(n >= 7, "only {n} configs in bench-configs/");
+    // The built-in default is quick.toml, byte for byte.
+    let o = ncbench(&["default-config"]);
+    assert_eq!(
+        stdout(&o),
+        std::fs::read_to_string(configs_dir().join("quick.toml")).unwrap()
+    );
+}
+
+#[test]
+fn help_documents_exit_codes() {
+    let o = ncbench(&["--help"]);
+    assert_eq!(code(&o), 0);
+    assert!(
+        stdout(&o).contains("2 = usage or config error"),
+        "{}",
+        stdout(&o)
+    );
+}
+
+/// The CI smoke run: the built-in default, shortened, through ncproxy
+/// in-process (both send modes), nutcracker and the backends; then the gate
+/// passes on a copy of the result and fails on a degraded one.
+#[test]
+fn smoke_run_through_ncproxy_then_gate_on_the_result() {
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("result.json");
+    let csv = dir.path().join("result.csv");
+    let html = dir.path().join("report.html");
+    let hdr = dir.path().join("hdr");
+    let o = ncbench(&[
+        "run",
+        "--duration",
+        "300ms",
+        "--warmup",
+        "100ms",
+        "--progress",
+        "plain",
+        "--json",
+        json.to_str().unwrap(),
+        "--csv",
+        csv.to_str().unwrap(),
+        "--report",
+        html.to_str().unwrap(),
+        "--hdr-dir",
+        hdr.to_str().unwrap(),
+    ]);
+    let out = stdout(&o);
+    assert_eq!(code(&o), 0, "stdout: {out}\nstderr: {}", stderr(&o));
+    assert!(out.contains("verdict: PASS"), "{out}");
+    assert!(out.contains("ncproxy/batched/"), "{out}");
+
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert_eq!(v["schema"], "ncbench.result/v1");
+    let cells = v["cells"].as_array().unwrap();
+    let ncproxy: Vec<_> = cells
+        .iter()
+        .filter(|c| c["params"]["kind"] == "ncproxy")
+        .collect();
+    assert_eq!(ncproxy.len(), 2);
+    for c in &ncproxy {
+        assert!(c["summary"]["requests"].as_u64().unwrap() > 0, "{c}");
+        assert_eq!(c["summary"]["mismatches"], 0);
+        assert_eq!(c["summary"]["lost"], 0);
+        assert!(
+            c["summary"]["proxy"]["syscalls_per_request"]
+                .as_f64()
+                .is_some(),
+            "{c}"
+        );
+        assert!(c["how"].as_str().unwrap().contains("in-process"), "{c}");
+    }
+    assert!(std::fs::read_to_string(&csv).unwrap().lines().count() >= 4);
+    assert!(std::fs::read_to_string(&html).unwrap().contains("<svg"));
+    assert!(std::fs::read_dir(&hdr).unwrap().count() >= 3);
+
+    // Gate: a copy passes, a degraded copy fails, with the documented codes.
+    let copy = dir.path().join("copy.json");
+    std::fs::copy(&json, &copy).unwrap();
+    let o = ncbench(&["compare", json.to_str().unwrap(), copy.to_str().unwrap()]);
+    assert_eq!(code(&o), 0, "{}", stdout(&o));
+    let mut worse = v.clone();
+    for c in worse["cells"].as_array_mut().unwrap() {
+        let ops = c["summary"]["ops_per_sec"].as_f64().unwrap_or(0.0);
+        c["summary"]["ops_per_sec"] = serde_json::json!(ops * 0.5);
+        for t in c["trials"].as_array_mut().unwrap() {
+            t["ops_per_sec"] = serde_json::json!(ops * 0.5);
+        }
+    }
+    let degraded = dir.path().join("degraded.json");
+    std::fs::write(&degraded, serde_json::to_string(&worse).unwrap()).unwrap();
+    let o = ncbench(&[
+        "compare",
+        json.to_str().unwrap(),
+        degraded.to_str().unwrap(),
+    ]);
+    assert_eq!(code(&o), 1, "{}", stdout(&o));
+    assert!(stdout(&o).contains("FAIL"), "{}", stdout(&o));
+    // Thresholds are flags: allow a 60% drop and the same pair passes.
+    let o = ncbench(&[
+        "compare",
+        json.to_str().unwrap(),
+        degraded.to_str().unwrap(),
+        "--max-throughput-drop",
+        "60%",
+    ]);
+    assert_eq!(code(&o), 0, "{}", stdout(&o));
+}
+
+#[test]
+fn failed_gate_exits_1() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write(
+        dir.path(),
+        "gate.toml",
+        r#"
+[run]
+requests = 2000
+warmup = "0s"
+[backends]
+count = 1
+[[target]]
+kind = "direct"
+[workload]
+connections = 2
+pipeline = 4
+keys = 100
+[[gate]]
+name = "impossible throughput"
+metric = "ops_per_sec"
+cells = {}
+min = 1e12
+"#,
+    );
+    let o = ncbench(&["run", cfg.to_str().unwrap(), "--progress", "quiet"]);
+    assert_eq!(code(&o), 1, "{}{}", stdout(&o), stderr(&o));
+    assert!(
+        stdout(&o).contains("gate FAIL: impossible throughput"),
+        "{}",
+        stdout(&o)
+    );
+}

@@ -1,0 +1,558 @@
+//! Orchestration of `ncbench run`: start the backends once, load the keyspace,
+//! expand the sweep into cells, run every cell (per trial) against a freshly
+//! started target, scrape the proxy's counters around the measured window,
+//! verify the data, then judge (integrity, gates, baseline).
+use crate::config::{BenchConfig, Length, LoopMode, Selector, TargetKind, TargetSpec};
+use crate::driver::{self, DriveSpec};
+use crate::env::Environment;
+use crate::error::{BenchError, Result};
+use crate::loader;
+use crate::progress::Progress;
+use crate::results::{BackendInfo, CellParams, CellResult, Ratios, RunResult, Verdict, SCHEMA};
+use crate::scrape::{self, POOL};
+use crate::stats::{combine_trials, CellStats};
+use crate::target::{self, Backends, Knobs, RunningTarget};
+use crate::workload::Keyspace;
+use hdrhistogram::Histogram;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// One cell of the matrix, before it runs.
+#[derive(Debug, Clone)]
+pub struct CellPlan {
+    pub id: String,
+    pub params: CellParams,
+    pub target: TargetSpec,
+    pub knobs: Option<Knobs>,
+}
+
+/// Builds the cell id from its parameters; stable across runs so results compare.
+pub fn cell_id(p: &CellParams) -> String {
+    let mut id = p.target.clone();
+    if let Some(m) = p.send_mode {
+        id.push_str(&format!("/{m}"));
+    }
+    if let Some(n) = p.iov_max {
+        id.push_str(&format!("/iov{n}"));
+    }
+    if let Some(l) = p.send_limit {
+        id.push_str(&format!("/lim{l}"));
+    }
+    id.push_str(&format!("/p{}/c{}", p.pipeline, p.connections));
+    if let Some(r) = p.rate {
+        id.push_str(&format!("/r{r}"));
+    }
+    id
+}
+
+/// Expands targets × sweep dimensions into cells. Send-path dimensions apply
+/// only to targets that have them; the others get one cell per remaining combination.
+pub fn expand_cells(cfg: &BenchConfig) -> Vec<CellPlan> {
+    let s = &cfg.sweep;
+    let w = &cfg.workload;
+    let modes = s
+        .send_mode
+        .clone()
+        .unwrap_or_else(|| vec![cfg.proxy.send_mode]);
+    let iovs = s.iov_max.clone().unwrap_or_else(|| vec![cfg.proxy.iov_max]);
+    let limits = s
+        .send_limit
+        .clone()
+        .unwrap_or_else(|| vec![cfg.proxy.send_limit]);
+    let pipelines = s.pipeline.clone().unwrap_or_else(|| vec![w.pipeline]);
+    let conns = s.connections.clone().unwrap_or_else(|| vec![w.connections]);
+    let rates: Vec<Option<f64>> = match (&s.rate, w.mode) {
+        (Some(r), _) => r.iter().map(|&x| Some(x)).collect(),
+        (None, LoopMode::Open) => vec![w.rate],
+        (None, LoopMode::Closed) => vec![None],
+    };
+    let mut cells = Vec::new();
+    for t in &cfg.targets {
+        let knob_sets: Vec<Option<Knobs>> = if t.kind.has_send_knobs() {
+            let mut v = Vec::new();
+            for &m in &modes {
+                for &i in &iovs {
+                    for &l in &limits {
+                        v.push(Some(Knobs {
+                            send_mode: m,
+                            iov_max: i,
+                            send_limit: l,
+                        }));
+                    }
+                }
+            }
+            v
+        } else {
+            vec![None]
+        };
+        for k in &knob_sets {
+            for &p in &pipelines {
+                for &c in &conns {
+                    for &r in &rates {
+                        let params = CellParams {
+                            target: t.label(),
+                            kind: t.kind.as_str().to_string(),
+                            send_mode: k.map(|k| k.send_mode),
+                            iov_max: k.map(|k| k.iov_max),
+                            send_limit: k.map(|k| k.send_limit),
+                            pipeline: p,
+                            connections: c,
+                            rate: r,
+                        };
+                        cells.push(CellPlan {
+                            id: cell_id(&params),
+                            params,
+                            target: t.clone(),
+                            knobs: *k,
+                        });
+                    }
+                }
+            }
+        }
+    }
+    cells
+}
+
+/// Whether a cell's parameters match a selector (absent keys match anything).
+pub fn matches(p: &CellParams, s: &Selector) -> bool {
+    s.target.as_ref().is_none_or(|t| *t == p.target)
+        && s.send_mode.is_none_or(|m| p.send_mode == Some(m))
+        && s.iov_max.is_none_or(|n| p.iov_max == Some(n))
+        && s.send_limit.is_none_or(|l| p.send_limit == Some(l))
+        && s.pipeline.is_none_or(|n| p.pipeline == n)
+        && s.connections.is_none_or(|n| p.connections == n)
+        && s.rate.is_none_or(|r| p.rate == Some(r))
+}
+
+/// Backends, keyspace and scratch space shared by every cell of a run.
+pub struct Session {
+    pub cfg: BenchConfig,
+    pub backends: Backends,
+    pub keyspace: Arc<Keyspace>,
+    pub env: Environment,
+    pub notes: Vec<String>,
+    pub workdir: tempfile::TempDir,
+    pub started_at: u64,
+}
+
+impl Session {
+    /// Starts the backends and loads the keyspace.
+    pub fn start(cfg: &BenchConfig, progress: &dyn Progress) -> Result<Session> {
+        let started_at = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        let mut notes = Vec::new();
+        let backends = target::start_backends(&cfg.backends)?;
+        let msg = match backends.kind {
+            "embedded" => format!(
+                "backends: {} x embedded in-process RESP backend (`{}` not found on PATH; install redis-server for real numbers)",
+                backends.addrs.len(),
+                cfg.backends.redis_server
+            ),
+            kind => format!(
+                "backends: {} x {}",
+                backends.addrs.len(),
+                backends.version.clone().unwrap_or_else(|| kind.to_string())
+            ),
+        };
+        progress.note(&msg);
+        notes.push(msg);
+        if cfg!(debug_assertions) {
+            let m = "this is a debug build of ncbench: numbers are not comparable to release builds (use --release)".to_string();
+            progress.note(&m);
+            notes.push(m);
+        }
+        let keyspace = Keyspace::new(&cfg.workload);
+        if cfg.run.preload {
+            let t = Instant::now();
+            let n = loader::preload(&backends.addrs, &keyspace, &cfg.workload, backends.owned)?;
+            progress.note(&format!(
+                "preloaded {n} keys in {:.1}s",
+                t.elapsed().as_secs_f64()
+            ));
+        }
+        let mut env = Environment::detect();
+        env.redis_server = backends.version.clone();
+        if cfg.targets.iter().any(|t| t.kind == TargetKind::Nutcracker) {
+            env.nutcracker =
+                crate::procs::which("nutcracker").and_then(|b| crate::procs::version_of(&b, "-V"));
+        }
+        let workdir = tempfile::Builder::new()
+            .prefix("ncbench-")
+            .tempdir()
+            .map_err(|e| BenchError::setup(format!("cannot create a scratch directory: {e}")))?;
+        Ok(Session {
+            cfg: cfg.clone(),
+            backends,
+            keyspace,
+            env,
+            notes,
+            workdir,
+            started_at,
+        })
+    }
+
+    /// Runs load against a started target once and measures it.
+    pub fn measure(
+        &self,
+        params: &CellParams,
+        target: &RunningTarget,
+        length: Length,
+        progress: &dyn Progress,
+    ) -> Result<(CellStats, Histogram<u64>)> {
+        let cfg = &self.cfg;
+        let mode = if params.rate.is_some() {
+            LoopMode::Open
+        } else {
+            LoopMode::Closed
+        };
+        let threads = if cfg.run.threads == 0 {
+            driver::auto_threads(params.connections)
+        } else {
+            cfg.run.threads as usize
+        };
+        let spec = DriveSpec {
+            addrs: target.addrs.clone(),
+            connections: params.connections,
+            pipeline: params.pipeline,
+            mode,
+            rate: params.rate,
+            warmup: cfg.run.warmup.0,
+            length,
+            timeout: cfg.run.timeout.0,
+            time_limit: cfg.run.time_limit.0,
+            threads,
+            workload: cfg.workload.clone(),
+            keyspace: self.keyspace.clone(),
+            seed: cfg.workload.seed,
+        };
+        let h = driver::start(spec)?;
+        let tick = |until: Option<Instant>, h: &driver::DriveHandle| loop {
+            let now = Instant::now();
+            progress.tick(h.completed(), now - h.t0);
+            match until {
+                Some(u) if now >= u => break,
+                Some(u) => std::thread::sleep((u - now).min(Duration::from_millis(200))),
+                None if h.is_finished() => break,
+                None => std::thread::sleep(Duration::from_millis(100)),
+            }
+        };
+        tick(Some(h.warm_end), &h);
+        let before = target
+            .stats
+            .and_then(|a| scrape::fetch(a).ok())
+            .and_then(|d| scrape::snapshot(&d, POOL));
+        tick(h.end, &h);
+        let after = target
+            .stats
+            .and_then(|a| scrape::fetch(a).ok())
+            .and_then(|d| scrape::snapshot(&d, POOL));
+        let out = h.join()?;
+        let mut stats = CellStats::from_thread(&out.stats, out.window.as_secs_f64(), params.rate);
+        if let (Some(b), Some(a)) = (before, after) {
+            stats.proxy = Some(scrape::window(&b, &a, stats.requests));
+        }
+        Ok((stats, out.stats.latency))
+    }
+}
+
+/// Everything `run` produces besides the result document.
+pub struct RunOutput {
+    pub result: RunResult,
+    /// Latency histograms per cell and trial (ns), for HDR logs and plots.
+    pub histograms: Vec<Vec<Histogram<u64>>>,
+}
+
+/// Runs a whole benchmark (all cells, all trials) and judges it.
+pub fn run(cfg: &BenchConfig, progress: &dyn Progress) -> Result<RunOutput> {
+    let plans = expand_cells(cfg);
+    let session = Session::start(cfg, progress)?;
+    let mut notes = session.notes.clone();
+    let trials = cfg.run.trials as usize;
+    let mut per_cell: Vec<Vec<CellStats>> = vec![Vec::new(); plans.len()];
+    let mut hists: Vec<Vec<Histogram<u64>>> = vec![Vec::new(); plans.len()];
+    let mut how: Vec<String> = vec![String::new(); plans.len()];
+    let mut skipped: Vec<Option<String>> = vec![None; plans.len()];
+    let length = cfg.run.length();
+    let secs = match length {
+        Length::Duration(d) => (d + cfg.run.warmup.0).as_secs_f64(),
+        Length::Requests(_) => cfg.run.warmup.0.as_secs_f64() + 5.0,
+    };
+    let total = plans.len() * trials;
+    let mut n = 0;
+    // Trial-major order: each trial visits every cell, so slow drift of the
+    // machine spreads over all cells instead of biasing the last ones.
+    for trial in 0..trials {
+        for (i, plan) in plans.iter().enumerate() {
+            n += 1;
+            if skipped[i].is_some() {
+                continue;
+            }
+            let t = match target::start_target(
+                &plan.target,
+                plan.knobs,
+                &cfg.proxy,
+                &session.backends,
+                session.workdir.path(),
+            ) {
+                Ok(t) => t,
+                Err(e) if e.unavailable && plan.target.optional => {
+                    let msg = format!("skipped {}: {}", plan.id, e.error);
+                    progress.note(&msg);
+                    notes.push(msg.clone());
+                    skipped[i] = Some(e.error.to_string());
+                    continue;
+                }
+                Err(e) => return Err(e.error),
+            };
+            let label = if trials > 1 {
+                format!("[{n}/{total}] {} (trial {})", plan.id, trial + 1)
+            } else {
+                format!("[{n}/{total}] {}", plan.id)
+            };
+            progress.phase(&label, secs);
+            how[i] = t.how.clone();
+            let res = session.measure(&plan.params, &t, length, progress);
+            t.stop();
+            let (stats, hist) = res?;
+            progress.finish(&format!(
+                "{:.0} ops/s, p99 {}, errors {}, mismatches {}, lost {}",
+                stats.ops_per_sec,
+                crate::report::fmt_us(stats.latency_us.p99),
+                stats.errors,
+                stats.mismatches,
+                stats.lost
+            ));
+            per_cell[i].push(stats);
+            hists[i].push(hist);
+        }
+    }
+
+    let verify = if cfg.run.verify {
+        let missing_is_failure = cfg.run.preload && cfg.workload.mix.del == 0;
+        let v = loader::verify(
+            &session.backends.addrs,
+            &session.keyspace,
+            10_000,
+            missing_is_failure,
+        )?;
+        progress.note(&format!(
+            "verified {} keys with the redis crate: {} bad, {} missing",
+            v.checked, v.bad, v.missing
+        ));
+        Some(v)
+    } else {
+        None
+    };
+
+    let mut cells: Vec<CellResult> = plans
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            let trials = per_cell[i].clone();
+            let summary = if trials.is_empty() {
+                CellStats::default()
+            } else {
+                combine_trials(&trials)
+            };
+            let latency_hdr = merged(&hists[i]).and_then(|h| crate::export::encode_histogram(&h));
+            CellResult {
+                id: p.id.clone(),
+                params: p.params.clone(),
+                how: how[i].clone(),
+                skipped: skipped[i].clone(),
+                summary,
+                trials,
+                ratio_to_reference: None,
+                latency_hdr,
+            }
+        })
+        .collect();
+
+    let reference = apply_reference(&mut cells, &cfg.reference);
+    let gates = crate::gate::evaluate(cfg, &cells);
+    let mut result = RunResult {
+        schema: SCHEMA.to_string(),
+        kind: "run".into(),
+        ncbench_version: env!("CARGO_PKG_VERSION").into(),
+        started_at: session.started_at,
+        config_source: cfg.source.clone(),
+        config_fingerprint: cfg.fingerprint(),
+        config: serde_json::to_value(cfg).unwrap_or_default(),
+        environment: session.env.clone(),
+        backends: BackendInfo {
+            kind: session.backends.kind.to_string(),
+            count: session.backends.addrs.len(),
+            version: session.backends.version.clone(),
+        },
+        cells,
+        reference,
+        gates,
+        baseline: None,
+        verify,
+        capacity: Vec::new(),
+        notes,
+        verdict: Verdict::default(),
+    };
+    judge(&mut result);
+    Ok(RunOutput {
+        result,
+        histograms: hists,
+    })
+}
+
+/// Merges histograms (None when there are none).
+pub fn merged(hs: &[Histogram<u64>]) -> Option<Histogram<u64>> {
+    let mut it = hs.iter();
+    let mut m = it.next()?.clone();
+    for h in it {
+        let _ = m.add(h);
+    }
+    Some(m)
+}
+
+/// Picks the reference cell and fills every cell's ratios to it.
+pub fn apply_reference(cells: &mut [CellResult], sel: &Selector) -> Option<String> {
+    let r = cells
+        .iter()
+        .find(|c| c.skipped.is_none() && matches(&c.params, sel))?
+        .clone();
+    for c in cells.iter_mut().filter(|c| c.skipped.is_none()) {
+        c.ratio_to_reference = Some(Ratios {
+            ops_per_sec: ratio(c.summary.ops_per_sec, r.summary.ops_per_sec),
+            latency_us_p99: ratio(c.summary.latency_us.p99, r.summary.latency_us.p99),
+        });
+    }
+    Some(r.id)
+}
+
+fn ratio(a: f64, b: f64) -> f64 {
+    if b > 0.0 {
+        a / b
+    } else {
+        0.0
+    }
+}
+
+/// Sets the verdict from integrity, errors, data verification, gates and baseline.
+pub fn judge(r: &mut RunResult) {
+    let mut reasons = Vec::new();
+    let mut warnings = Vec::new();
+    for c in r.cells.iter().filter(|c| c.skipped.is_none()) {
+        let s = &c.summary;
+        if s.mismatches > 0 || s.lost > 0 {
+            reasons.push(format!(
+                "{}: integrity: {} mismatched and {} lost replies{}",
+                c.id,
+                s.mismatches,
+                s.lost,
+                s.first_problem
+                    .as_ref()
+                    .map(|p| format!(" (first: {p})"))
+                    .unwrap_or_default()
+            ));
+        }
+        if s.errors > 0 {
+            reasons.push(format!(
+                "{}: {} error replies{}",
+                c.id,
+                s.errors,
+                s.first_problem
+                    .as_ref()
+                    .map(|p| format!(" (first: {p})"))
+                    .unwrap_or_default()
+            ));
+        }
+        if s.requests == 0 {
+            reasons.push(format!("{}: no request completed", c.id));
+        }
+        if let Some(rate) = s.target_rate {
+            if s.ops_per_sec < 0.95 * rate {
+                warnings.push(format!(
+                    "{}: target rate not reached ({:.0} of {:.0}/s); the system (or the driver, send lag p99 {}) could not keep up",
+                    c.id,
+                    s.ops_per_sec,
+                    rate,
+                    crate::report::fmt_us(s.send_lag_us_p99)
+                ));
+            }
+        }
+        if s.conn_errors > 0 {
+            warnings.push(format!(
+                "{}: {} connection errors (reconnected)",
+                c.id, s.conn_errors
+            ));
+        }
+    }
+    if let Some(v) = &r.verify {
+        if !v.ok() {
+            reasons.push(format!(
+                "data verification: {} bad and {} missing of {} keys{}",
+                v.bad,
+                v.missing,
+                v.checked,
+                v.first_bad
+                    .as_ref()
+                    .map(|p| format!(" (first: {p})"))
+                    .unwrap_or_default()
+            ));
+        }
+    }
+    for g in &r.gates {
+        match g.verdict.as_str() {
+            "fail" => reasons.push(format!("gate `{}`: {}", g.name, g.detail)),
+            "skip" => warnings.push(format!("gate `{}` skipped: {}", g.name, g.detail)),
+            _ => {}
+        }
+    }
+    if let Some(b) = &r.baseline {
+        for c in &b.checks {
+            match c.verdict.as_str() {
+                "fail" => reasons.push(format!("baseline {}: {}", b.file, c.detail)),
+                "noisy" => warnings.push(format!("baseline {}: {}", b.file, c.detail)),
+                _ => {}
+            }
+        }
+    }
+    r.verdict = Verdict {
+        pass: reasons.is_empty(),
+        reasons,
+        warnings,
+    };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::from_toml_str;
+
+    #[test]
+    fn sweep_expands_knobs_only_for_ncproxy() {
+        let cfg = from_toml_str(
+            r#"
+[[target]]
+kind = "ncproxy"
+[[target]]
+kind = "nutcracker"
+[[target]]
+kind = "direct"
+[sweep]
+send_mode = ["batched", "per_message"]
+iov_max = [16, 128]
+pipeline = [1, 16]
+"#,
+            "t",
+        )
+        .unwrap();
+        let cells = expand_cells(&cfg);
+        assert_eq!(cells.len(), 2 * 2 * 2 + 2 + 2);
+        assert_eq!(cells[0].id, "ncproxy/batched/iov16/limnone/p1/c50");
+        assert!(cells.iter().any(|c| c.id == "nutcracker/p16/c50"));
+        let sel = Selector {
+            send_mode: Some(crate::config::SendMode::PerMessage),
+            ..Selector::default()
+        };
+        assert_eq!(cells.iter().filter(|c| matches(&c.params, &sel)).count(), 4);
+    }
+}

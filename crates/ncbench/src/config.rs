@@ -1,0 +1,1325 @@
+//! The benchmark config: TOML → serde structs → `validate()`.
+//!
+//! Every struct denies unknown keys, so a typo fails loudly. Every problem,
+//! whether found by the TOML parser, by serde, or by `validate()`, becomes one
+//! [`ConfigError`] line naming the file, the dotted key and the problem. The
+//! built-in default (`ncbench run` with no argument) is `bench-configs/quick.toml`,
+//! embedded at compile time so it cannot drift from the file users read.
+use crate::error::ConfigError;
+use crate::units::{ByteSize, Dur, Fraction};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use std::fmt;
+use std::path::Path;
+use std::time::Duration;
+
+/// The default config, the same text as `bench-configs/quick.toml`.
+pub const QUICK_TOML: &str = include_str!("../../../bench-configs/quick.toml");
+/// How the built-in default is named in errors and reports.
+pub const QUICK_NAME: &str = "<built-in quick.toml>";
+
+/// Smallest value that still has room for the integrity tag (key id + writer nonce).
+pub const MIN_VALUE_SIZE: u64 = 16;
+const MAX_VALUE_SIZE: u64 = 64 << 20;
+
+fn default_name() -> String {
+    "ncbench".into()
+}
+fn default_warmup() -> Dur {
+    Dur(Duration::from_secs(1))
+}
+fn default_trials() -> u32 {
+    1
+}
+fn default_timeout() -> Dur {
+    Dur(Duration::from_secs(2))
+}
+fn default_time_limit() -> Dur {
+    Dur(Duration::from_secs(600))
+}
+fn default_true() -> bool {
+    true
+}
+fn default_backend_count() -> u32 {
+    2
+}
+fn default_redis_server() -> String {
+    "redis-server".into()
+}
+fn default_hash() -> String {
+    "fnv1a_64".into()
+}
+fn default_distribution() -> String {
+    "ketama".into()
+}
+fn default_one() -> u32 {
+    1
+}
+fn default_proxy_timeout_ms() -> u64 {
+    2000
+}
+fn default_iov_max() -> u32 {
+    128
+}
+fn default_connections() -> u32 {
+    50
+}
+fn default_pipeline() -> u32 {
+    16
+}
+fn default_keys() -> u64 {
+    10_000
+}
+fn default_key_prefix() -> String {
+    "ncb:".into()
+}
+fn default_zipf() -> f64 {
+    0.99
+}
+fn default_mget_keys() -> u32 {
+    10
+}
+fn default_percentile() -> f64 {
+    99.0
+}
+fn default_target_latency() -> Dur {
+    Dur(Duration::from_millis(1))
+}
+fn default_start_rate() -> f64 {
+    10_000.0
+}
+fn default_max_rate() -> f64 {
+    5_000_000.0
+}
+fn default_growth() -> f64 {
+    1.5
+}
+fn default_step_duration() -> Dur {
+    Dur(Duration::from_secs(3))
+}
+fn default_refine() -> u32 {
+    3
+}
+fn default_max_drop() -> Fraction {
+    Fraction(0.10)
+}
+fn default_max_p99_increase() -> Fraction {
+    Fraction(0.25)
+}
+
+/// A whole benchmark description.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BenchConfig {
+    /// Where this config came from (a path or [`QUICK_NAME`]); set by the loader.
+    #[serde(skip_deserializing, default)]
+    pub source: String,
+    /// Name shown in reports.
+    #[serde(default = "default_name")]
+    pub name: String,
+    /// What this benchmark measures, one sentence.
+    #[serde(default)]
+    pub description: String,
+    #[serde(default)]
+    pub run: RunSection,
+    #[serde(default)]
+    pub backends: BackendsSection,
+    #[serde(default)]
+    pub proxy: ProxySection,
+    #[serde(rename = "target", default)]
+    pub targets: Vec<TargetSpec>,
+    #[serde(default)]
+    pub workload: Workload,
+    #[serde(default)]
+    pub sweep: Sweep,
+    /// Which cell the ratios are computed against (first cell when empty).
+    #[serde(default)]
+    pub reference: Selector,
+    #[serde(rename = "gate", default)]
+    pub gates: Vec<GateSpec>,
+    #[serde(default)]
+    pub baseline: BaselineThresholds,
+    #[serde(default)]
+    pub capacity: CapacitySpec,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunSection {
+    /// Measured time per cell and trial (excludes warmup). Exclusive with `requests`.
+    pub duration: Option<Dur>,
+    /// Total requests per cell and trial instead of a duration.
+    pub requests: Option<u64>,
+    #[serde(default = "default_warmup")]
+    pub warmup: Dur,
+    #[serde(default = "default_trials")]
+    pub trials: u32,
+    /// Driver threads (one current-thread runtime each); 0 = automatic.
+    #[serde(default)]
+    pub threads: u32,
+    /// A reply later than this after the end of the run counts as lost.
+    #[serde(default = "default_timeout")]
+    pub timeout: Dur,
+    /// Write every key before measuring, so GETs hit.
+    #[serde(default = "default_true")]
+    pub preload: bool,
+    /// After the run, read keys back with the redis crate and check them.
+    #[serde(default = "default_true")]
+    pub verify: bool,
+    /// Hard stop for a cell in `requests` mode.
+    #[serde(default = "default_time_limit")]
+    pub time_limit: Dur,
+}
+
+impl Default for RunSection {
+    fn default() -> Self {
+        RunSection {
+            duration: None,
+            requests: None,
+            warmup: default_warmup(),
+            trials: 1,
+            threads: 0,
+            timeout: default_timeout(),
+            preload: true,
+            verify: true,
+            time_limit: default_time_limit(),
+        }
+    }
+}
+
+/// How many measured seconds (or requests) each cell runs.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Length {
+    Duration(Duration),
+    Requests(u64),
+}
+
+impl RunSection {
+    pub fn length(&self) -> Length {
+        match (self.duration, self.requests) {
+            (_, Some(n)) => Length::Requests(n),
+            (Some(d), None) => Length::Duration(d.0),
+            (None, None) => Length::Duration(Duration::from_secs(4)),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BackendKind {
+    /// redis-server when on PATH, else embedded.
+    Auto,
+    Redis,
+    Embedded,
+    External,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BackendsSection {
+    #[serde(default = "default_backend_kind")]
+    pub kind: BackendKind,
+    #[serde(default = "default_backend_count")]
+    pub count: u32,
+    /// host:port of each backend when `kind = "external"`.
+    #[serde(default)]
+    pub addresses: Vec<String>,
+    #[serde(default = "default_redis_server")]
+    pub redis_server: String,
+}
+
+fn default_backend_kind() -> BackendKind {
+    BackendKind::Auto
+}
+
+impl Default for BackendsSection {
+    fn default() -> Self {
+        BackendsSection {
+            kind: BackendKind::Auto,
+            count: 2,
+            addresses: Vec::new(),
+            redis_server: default_redis_server(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SendMode {
+    Batched,
+    PerMessage,
+}
+
+impl SendMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SendMode::Batched => "batched",
+            SendMode::PerMessage => "per_message",
+        }
+    }
+}
+
+impl fmt::Display for SendMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// `send_limit`: `"none"` (unlimited) or a byte size.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+pub struct SendLimit(pub Option<u64>);
+
+impl fmt::Display for SendLimit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            None => f.write_str("none"),
+            Some(n) => f.write_str(&crate::units::format_size(n)),
+        }
+    }
+}
+
+impl Serialize for SendLimit {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self.0 {
+            None => s.serialize_str("none"),
+            Some(n) => s.serialize_u64(n),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for SendLimit {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Int(i64),
+            Str(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::Int(n) if n > 0 => Ok(SendLimit(Some(n as u64))),
+            Raw::Int(_) => Err(serde::de::Error::custom(
+                "send_limit must be positive or \"none\"",
+            )),
+            Raw::Str(s) if s == "none" || s == "unlimited" => Ok(SendLimit(None)),
+            Raw::Str(s) => match crate::units::parse_size(&s) {
+                Ok(0) => Err(serde::de::Error::custom(
+                    "send_limit must be positive or \"none\"",
+                )),
+                Ok(n) => Ok(SendLimit(Some(n))),
+                Err(e) => Err(serde::de::Error::custom(e)),
+            },
+        }
+    }
+}
+
+/// Pool settings for the proxy configs ncbench generates (ncproxy and nutcracker alike).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProxySection {
+    #[serde(default = "default_hash")]
+    pub hash: String,
+    #[serde(default = "default_distribution")]
+    pub distribution: String,
+    #[serde(default = "default_one")]
+    pub server_connections: u32,
+    /// Pool `timeout:` in milliseconds (0 = none).
+    #[serde(default = "default_proxy_timeout_ms")]
+    pub timeout_ms: u64,
+    /// ncproxy worker threads (`--workers`); 1 matches nutcracker's single loop.
+    #[serde(default = "default_one")]
+    pub workers: u32,
+    #[serde(default = "default_send_mode")]
+    pub send_mode: SendMode,
+    #[serde(default = "default_iov_max")]
+    pub iov_max: u32,
+    #[serde(default)]
+    pub send_limit: SendLimit,
+    /// Path of the ncproxy binary (default: $NCPROXY_BIN, next to ncbench, then PATH).
+    pub ncproxy_bin: Option<String>,
+    /// Path of the nutcracker binary (default: `nutcracker` on PATH).
+    pub nutcracker_bin: Option<String>,
+}
+
+fn default_send_mode() -> SendMode {
+    SendMode::Batched
+}
+
+impl Default for ProxySection {
+    fn default() -> Self {
+        ProxySection {
+            hash: default_hash(),
+            distribution: default_distribution(),
+            server_connections: 1,
+            timeout_ms: default_proxy_timeout_ms(),
+            workers: 1,
+            send_mode: SendMode::Batched,
+            iov_max: 128,
+            send_limit: SendLimit(None),
+            ncproxy_bin: None,
+            nutcracker_bin: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TargetKind {
+    /// ncproxy in-process (falls back to the built binary when this build lacks it).
+    Ncproxy,
+    /// The ncproxy binary, started with a generated config.
+    NcproxyBin,
+    /// nutcracker from PATH, started with a generated config.
+    Nutcracker,
+    /// The backends themselves: the physical limit.
+    Direct,
+    /// Something already listening at `address`.
+    External,
+}
+
+impl TargetKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TargetKind::Ncproxy => "ncproxy",
+            TargetKind::NcproxyBin => "ncproxy-bin",
+            TargetKind::Nutcracker => "nutcracker",
+            TargetKind::Direct => "direct",
+            TargetKind::External => "external",
+        }
+    }
+
+    /// Whether send_mode / iov_max / send_limit apply to this target.
+    pub fn has_send_knobs(self) -> bool {
+        matches!(self, TargetKind::Ncproxy | TargetKind::NcproxyBin)
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TargetSpec {
+    pub kind: TargetKind,
+    /// Name in tables and selectors (default: the kind).
+    pub label: Option<String>,
+    /// Skip this target with a note when it is not available (e.g. nutcracker not installed).
+    #[serde(default)]
+    pub optional: bool,
+    /// host:port, for `kind = "external"`.
+    pub address: Option<String>,
+    /// host:port of a stats server, for `kind = "external"`.
+    pub stats: Option<String>,
+    /// Override the binary path for this target.
+    pub binary: Option<String>,
+    /// ncproxy `--workers` for this target.
+    pub workers: Option<u32>,
+}
+
+impl TargetSpec {
+    pub fn label(&self) -> String {
+        self.label
+            .clone()
+            .unwrap_or_else(|| self.kind.as_str().to_string())
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LoopMode {
+    /// Each connection keeps `pipeline` requests in flight.
+    Closed,
+    /// Requests are due at a fixed total `rate`; latency counts from the due time.
+    Open,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum KeyDistribution {
+    Uniform,
+    Zipf,
+    Sequential,
+}
+
+/// `value_size = 64` or `value_size = { min = 32, max = 512 }`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum ValueSize {
+    Fixed(ByteSize),
+    Range(ValueRange),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ValueRange {
+    pub min: ByteSize,
+    pub max: ByteSize,
+}
+
+impl ValueSize {
+    pub fn bounds(&self) -> (u64, u64) {
+        match *self {
+            ValueSize::Fixed(n) => (n.0, n.0),
+            ValueSize::Range(r) => (r.min.0, r.max.0),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct Mix {
+    #[serde(default)]
+    pub get: u32,
+    #[serde(default)]
+    pub set: u32,
+    #[serde(default)]
+    pub mget: u32,
+    #[serde(default)]
+    pub del: u32,
+    #[serde(default)]
+    pub incr: u32,
+}
+
+impl Mix {
+    pub fn total(&self) -> u64 {
+        [self.get, self.set, self.mget, self.del, self.incr]
+            .iter()
+            .map(|&w| w as u64)
+            .sum()
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Workload {
+    #[serde(default = "default_mode")]
+    pub mode: LoopMode,
+    #[serde(default = "default_connections")]
+    pub connections: u32,
+    #[serde(default = "default_pipeline")]
+    pub pipeline: u32,
+    /// Total requests per second across all connections (open loop only).
+    pub rate: Option<f64>,
+    #[serde(default = "default_keys")]
+    pub keys: u64,
+    #[serde(default = "default_key_prefix")]
+    pub key_prefix: String,
+    #[serde(default = "default_key_distribution")]
+    pub distribution: KeyDistribution,
+    #[serde(default = "default_zipf")]
+    pub zipf_exponent: f64,
+    #[serde(default = "default_value_size")]
+    pub value_size: ValueSize,
+    #[serde(default = "default_mget_keys")]
+    pub mget_keys: u32,
+    #[serde(default = "default_one_u64")]
+    pub seed: u64,
+    #[serde(default = "default_mix")]
+    pub mix: Mix,
+}
+
+fn default_mode() -> LoopMode {
+    LoopMode::Closed
+}
+fn default_key_distribution() -> KeyDistribution {
+    KeyDistribution::Uniform
+}
+fn default_value_size() -> ValueSize {
+    ValueSize::Fixed(ByteSize(64))
+}
+fn default_one_u64() -> u64 {
+    1
+}
+fn default_mix() -> Mix {
+    Mix {
+        get: 80,
+        set: 20,
+        ..Mix::default()
+    }
+}
+
+impl Default for Workload {
+    fn default() -> Self {
+        Workload {
+            mode: LoopMode::Closed,
+            connections: default_connections(),
+            pipeline: default_pipeline(),
+            rate: None,
+            keys: default_keys(),
+            key_prefix: default_key_prefix(),
+            distribution: KeyDistribution::Uniform,
+            zipf_exponent: default_zipf(),
+            value_size: default_value_size(),
+            mget_keys: default_mget_keys(),
+            seed: 1,
+            mix: default_mix(),
+        }
+    }
+}
+
+/// The matrix: every listed dimension multiplies the cells. Absent = the single
+/// value from `[proxy]` / `[workload]`.
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct Sweep {
+    pub send_mode: Option<Vec<SendMode>>,
+    pub iov_max: Option<Vec<u32>>,
+    pub send_limit: Option<Vec<SendLimit>>,
+    pub pipeline: Option<Vec<u32>>,
+    pub connections: Option<Vec<u32>>,
+    /// Open-loop rates (requests per second).
+    pub rate: Option<Vec<f64>>,
+}
+
+/// Picks cells by their parameters; absent keys match anything.
+#[derive(Debug, Clone, Serialize, Deserialize, Default, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Selector {
+    pub target: Option<String>,
+    pub send_mode: Option<SendMode>,
+    pub iov_max: Option<u32>,
+    pub send_limit: Option<SendLimit>,
+    pub pipeline: Option<u32>,
+    pub connections: Option<u32>,
+    pub rate: Option<f64>,
+}
+
+impl Selector {
+    pub fn is_empty(&self) -> bool {
+        *self == Selector::default()
+    }
+
+    /// The dimension names this selector constrains.
+    pub fn dims(&self) -> Vec<&'static str> {
+        let mut v = Vec::new();
+        if self.target.is_some() {
+            v.push("target");
+        }
+        if self.send_mode.is_some() {
+            v.push("send_mode");
+        }
+        if self.iov_max.is_some() {
+            v.push("iov_max");
+        }
+        if self.send_limit.is_some() {
+            v.push("send_limit");
+        }
+        if self.pipeline.is_some() {
+            v.push("pipeline");
+        }
+        if self.connections.is_some() {
+            v.push("connections");
+        }
+        if self.rate.is_some() {
+            v.push("rate");
+        }
+        v
+    }
+}
+
+impl fmt::Display for Selector {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut parts = Vec::new();
+        if let Some(t) = &self.target {
+            parts.push(format!("target={t}"));
+        }
+        if let Some(m) = self.send_mode {
+            parts.push(format!("send_mode={m}"));
+        }
+        if let Some(n) = self.iov_max {
+            parts.push(format!("iov_max={n}"));
+        }
+        if let Some(l) = self.send_limit {
+            parts.push(format!("send_limit={l}"));
+        }
+        if let Some(p) = self.pipeline {
+            parts.push(format!("pipeline={p}"));
+        }
+        if let Some(c) = self.connections {
+            parts.push(format!("connections={c}"));
+        }
+        if let Some(r) = self.rate {
+            parts.push(format!("rate={r}"));
+        }
+        if parts.is_empty() {
+            f.write_str("*")
+        } else {
+            f.write_str(&parts.join(","))
+        }
+    }
+}
+
+/// What a gate or a comparison looks at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Metric {
+    OpsPerSec,
+    LatencyUsP50,
+    LatencyUsP90,
+    LatencyUsP99,
+    LatencyUsP999,
+    LatencyUsMax,
+    Errors,
+    SyscallsPerRequest,
+    RequestsPerSyscall,
+    BytesPerSyscall,
+}
+
+impl Metric {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Metric::OpsPerSec => "ops_per_sec",
+            Metric::LatencyUsP50 => "latency_us_p50",
+            Metric::LatencyUsP90 => "latency_us_p90",
+            Metric::LatencyUsP99 => "latency_us_p99",
+            Metric::LatencyUsP999 => "latency_us_p999",
+            Metric::LatencyUsMax => "latency_us_max",
+            Metric::Errors => "errors",
+            Metric::SyscallsPerRequest => "syscalls_per_request",
+            Metric::RequestsPerSyscall => "requests_per_syscall",
+            Metric::BytesPerSyscall => "bytes_per_syscall",
+        }
+    }
+
+    /// True when a larger value is better (throughput), false for latencies and costs.
+    pub fn higher_is_better(self) -> bool {
+        matches!(
+            self,
+            Metric::OpsPerSec | Metric::RequestsPerSyscall | Metric::BytesPerSyscall
+        )
+    }
+}
+
+/// A gate: a ratio between pairs of cells (`numerator`/`denominator`), or a
+/// bound on the cells picked by `cells`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GateSpec {
+    pub name: Option<String>,
+    pub metric: Metric,
+    pub numerator: Option<Selector>,
+    pub denominator: Option<Selector>,
+    pub cells: Option<Selector>,
+    pub min: Option<f64>,
+    pub max: Option<f64>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BaselineThresholds {
+    /// Largest allowed throughput drop against the baseline (`"10%"`).
+    #[serde(default = "default_max_drop")]
+    pub max_throughput_drop: Fraction,
+    /// Largest allowed p99 latency increase against the baseline.
+    #[serde(default = "default_max_p99_increase")]
+    pub max_p99_increase: Fraction,
+}
+
+impl Default for BaselineThresholds {
+    fn default() -> Self {
+        BaselineThresholds {
+            max_throughput_drop: default_max_drop(),
+            max_p99_increase: default_max_p99_increase(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CapacitySpec {
+    /// Which latency percentile must stay under `target_latency`.
+    #[serde(default = "default_percentile")]
+    pub percentile: f64,
+    #[serde(default = "default_target_latency")]
+    pub target_latency: Dur,
+    #[serde(default = "default_start_rate")]
+    pub start_rate: f64,
+    #[serde(default = "default_max_rate")]
+    pub max_rate: f64,
+    /// Rate multiplier between steps while the target holds.
+    #[serde(default = "default_growth")]
+    pub growth: f64,
+    /// Measured time of each step (after `run.warmup`).
+    #[serde(default = "default_step_duration")]
+    pub step_duration: Dur,
+    /// Bisection steps between the last good and the first bad rate.
+    #[serde(default = "default_refine")]
+    pub refine_steps: u32,
+}
+
+impl Default for CapacitySpec {
+    fn default() -> Self {
+        CapacitySpec {
+            percentile: default_percentile(),
+            target_latency: default_target_latency(),
+            start_rate: default_start_rate(),
+            max_rate: default_max_rate(),
+            growth: default_growth(),
+            step_duration: default_step_duration(),
+            refine_steps: default_refine(),
+        }
+    }
+}
+
+/// Reads and validates a config file.
+pub fn load(path: &Path) -> Result<BenchConfig, ConfigError> {
+    let name = path.display().to_string();
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| ConfigError::new(&name, "", format!("cannot read config: {e}")))?;
+    from_toml_str(&text, &name)
+}
+
+/// The built-in default config.
+pub fn quick() -> BenchConfig {
+    from_toml_str(QUICK_TOML, QUICK_NAME).expect("the embedded quick.toml is valid")
+}
+
+/// Parses and validates config text; `source` names it in errors.
+pub fn from_toml_str(text: &str, source: &str) -> Result<BenchConfig, ConfigError> {
+    let mut cfg: BenchConfig = toml::from_str(text).map_err(|e| toml_error(text, source, &e))?;
+    cfg.source = source.to_string();
+    cfg.validate()?;
+    Ok(cfg)
+}
+
+/// Turns a toml/serde error into one line with a key path recovered from the span.
+fn toml_error(text: &str, source: &str, e: &toml::de::Error) -> ConfigError {
+    let msg = e.message().replace('\n', " ");
+    let Some(span) = e.span() else {
+        return ConfigError::new(source, "", msg);
+    };
+    let start = span.start.min(text.len());
+    let line_no = text[..start].matches('\n').count() + 1;
+    let key = key_path_at(text, start, span.end.min(text.len()));
+    let key = if key.is_empty() {
+        format!("line {line_no}")
+    } else {
+        format!("{key} (line {line_no})")
+    };
+    ConfigError::new(source, key, msg)
+}
+
+/// Best-effort dotted key for a byte offset: `[table]` or `[[array]]` header
+/// above it (with the array index), then the key on the offending line.
+fn key_path_at(text: &str, start: usize, end: usize) -> String {
+    let line_start = text[..start].rfind('\n').map(|i| i + 1).unwrap_or(0);
+    let line_end = text[start..]
+        .find('\n')
+        .map(|i| start + i)
+        .unwrap_or(text.len());
+    let line = &text[line_start..line_end];
+    let header = section_at(text, line_start);
+    let trimmed = line.trim_start();
+    if trimmed.starts_with('[') {
+        // The error is about the header itself.
+        return header;
+    }
+    // The key is the bare token before the first '=' on the line; if the span
+    // is inside an inline table, prefer the key just before the span.
+    let col = start - line_start;
+    let spanned = text[start..end].trim();
+    let before = &line[..col.min(line.len())];
+    let mut key = String::new();
+    if let Some(eq) = before.rfind('=') {
+        let k = before[..eq]
+            .trim_end()
+            .rsplit(|c: char| c == '{' || c == ',' || c.is_whitespace())
+            .next()
+            .unwrap_or("")
+            .trim();
+        let first = line.split('=').next().unwrap_or("").trim();
+        if !k.is_empty() && k != first {
+            key = format!("{first}.{k}");
+        } else {
+            key = first.to_string();
+        }
+    } else if !spanned.is_empty() && !spanned.contains('=') {
+        key = spanned.trim_matches('"').to_string();
+    }
+    match (header.is_empty(), key.is_empty()) {
+        (true, _) => key,
+        (false, true) => header,
+        (false, false) => format!("{header}.{key}"),
+    }
+}
+
+fn section_at(text: &str, upto: usize) -> String {
+    let mut current = String::new();
+    let mut counts: std::collections::HashMap<String, usize> = Default::default();
+    for line in text[..upto].lines() {
+        let t = line.trim();
+        if let Some(inner) = t.strip_prefix("[[").and_then(|r| r.split("]]").next()) {
+            let name = inner.trim().to_string();
+            let n = counts.entry(name.clone()).or_insert(0);
+            current = format!("{name}[{n}]");
+            *n += 1;
+        } else if let Some(inner) = t.strip_prefix('[').and_then(|r| r.split(']').next()) {
+            current = inner.trim().to_string();
+        }
+    }
+    current
+}
+
+impl BenchConfig {
+    fn err(&self, key: impl Into<String>, problem: impl Into<String>) -> ConfigError {
+        ConfigError::new(&self.source, key, problem)
+    }
+
+    /// Checks every semantic rule; the first problem is returned with its key.
+    pub fn validate(&mut self) -> Result<(), ConfigError> {
+        // run
+        let r = &self.run;
+        if r.duration.is_some() && r.requests.is_some() {
+            return Err(self.err(
+                "run.requests",
+                "set either run.duration or run.requests, not both",
+            ));
+        }
+        if let Some(d) = r.duration {
+            if d.0.is_zero() {
+                return Err(self.err("run.duration", "must be positive"));
+            }
+        }
+        if r.requests == Some(0) {
+            return Err(self.err("run.requests", "must be positive"));
+        }
+        if !(1..=100).contains(&r.trials) {
+            return Err(self.err("run.trials", "must be between 1 and 100"));
+        }
+        if r.threads > 1024 {
+            return Err(self.err("run.threads", "must be at most 1024 (0 = automatic)"));
+        }
+        if r.timeout.0.is_zero() {
+            return Err(self.err("run.timeout", "must be positive"));
+        }
+        if r.time_limit.0.is_zero() {
+            return Err(self.err("run.time_limit", "must be positive"));
+        }
+
+        // backends
+        let b = &self.backends;
+        if b.kind == BackendKind::External {
+            if b.addresses.is_empty() {
+                return Err(self.err(
+                    "backends.addresses",
+                    "kind = \"external\" needs at least one host:port",
+                ));
+            }
+            for (i, a) in b.addresses.iter().enumerate() {
+                if parse_host_port(a).is_none() {
+                    return Err(self.err(
+                        format!("backends.addresses[{i}]"),
+                        format!("`{a}` is not host:port"),
+                    ));
+                }
+            }
+            self.backends.count = self.backends.addresses.len() as u32;
+        } else {
+            if !b.addresses.is_empty() {
+                return Err(self.err("backends.addresses", "only used with kind = \"external\""));
+            }
+            if !(1..=64).contains(&b.count) {
+                return Err(self.err("backends.count", "must be between 1 and 64"));
+            }
+        }
+
+        // proxy
+        let p = &self.proxy;
+        if nc_hashkit::HashKind::from_name(&p.hash).is_none() {
+            return Err(self.err("proxy.hash", format!("unknown hash `{}`", p.hash)));
+        }
+        if nc_hashkit::DistributionKind::from_name(&p.distribution).is_none() {
+            return Err(self.err(
+                "proxy.distribution",
+                format!(
+                    "unknown distribution `{}` (ketama, modula, random)",
+                    p.distribution
+                ),
+            ));
+        }
+        if !(1..=1024).contains(&p.server_connections) {
+            return Err(self.err("proxy.server_connections", "must be between 1 and 1024"));
+        }
+        if !(1..=256).contains(&p.workers) {
+            return Err(self.err("proxy.workers", "must be between 1 and 256"));
+        }
+        if !(1..=1024).contains(&p.iov_max) {
+            return Err(self.err("proxy.iov_max", "must be between 1 and 1024"));
+        }
+
+        // targets
+        if self.targets.is_empty() {
+            return Err(self.err("target", "at least one [[target]] is needed"));
+        }
+        let mut labels = std::collections::HashSet::new();
+        for (i, t) in self.targets.iter().enumerate() {
+            let label = t.label();
+            if label.is_empty() || label.contains(['/', ',', ' ']) {
+                return Err(self.err(
+                    format!("target[{i}].label"),
+                    "must be non-empty, without '/', ',' or spaces",
+                ));
+            }
+            if !labels.insert(label.clone()) {
+                return Err(self.err(
+                    format!("target[{i}].label"),
+                    format!("duplicate target label `{label}` (set label = \"...\")"),
+                ));
+            }
+            match t.kind {
+                TargetKind::External => match &t.address {
+                    None => {
+                        return Err(self.err(
+                            format!("target[{i}].address"),
+                            "kind = \"external\" needs an address",
+                        ))
+                    }
+                    Some(a) if parse_host_port(a).is_none() => {
+                        return Err(self.err(
+                            format!("target[{i}].address"),
+                            format!("`{a}` is not host:port"),
+                        ))
+                    }
+                    _ => {}
+                },
+                _ if t.address.is_some() => {
+                    return Err(self.err(
+                        format!("target[{i}].address"),
+                        "only used with kind = \"external\"",
+                    ))
+                }
+                _ => {}
+            }
+            if let Some(s) = &t.stats {
+                if t.kind != TargetKind::External {
+                    return Err(self.err(
+                        format!("target[{i}].stats"),
+                        "only used with kind = \"external\"",
+                    ));
+                }
+                if parse_host_port(s).is_none() {
+                    return Err(self.err(
+                        format!("target[{i}].stats"),
+                        format!("`{s}` is not host:port"),
+                    ));
+                }
+            }
+            if let Some(w) = t.workers {
+                if !t.kind.has_send_knobs() {
+                    return Err(self.err(
+                        format!("target[{i}].workers"),
+                        "only used with ncproxy targets",
+                    ));
+                }
+                if !(1..=256).contains(&w) {
+                    return Err(
+                        self.err(format!("target[{i}].workers"), "must be between 1 and 256")
+                    );
+                }
+            }
+        }
+
+        // workload
+        let w = &self.workload;
+        if !(1..=10_000).contains(&w.connections) {
+            return Err(self.err("workload.connections", "must be between 1 and 10000"));
+        }
+        if !(1..=65_536).contains(&w.pipeline) {
+            return Err(self.err("workload.pipeline", "must be between 1 and 65536"));
+        }
+        match (w.mode, w.rate) {
+            (LoopMode::Open, None) if self.sweep.rate.is_none() => {
+                return Err(self.err(
+                    "workload.rate",
+                    "mode = \"open\" needs a rate (requests per second)",
+                ))
+            }
+            (LoopMode::Closed, Some(_)) => {
+                return Err(self.err("workload.rate", "only used with mode = \"open\""))
+            }
+            (_, Some(r)) if !(r.is_finite() && r > 0.0) => {
+                return Err(self.err("workload.rate", "must be a positive number"))
+            }
+            _ => {}
+        }
+        if !(1..=u32::MAX as u64).contains(&w.keys) {
+            return Err(self.err("workload.keys", "must be between 1 and 4294967295"));
+        }
+        if w.key_prefix.len() > 200 || w.key_prefix.bytes().any(|c| c <= b' ' || c == 0x7f) {
+            return Err(self.err(
+                "workload.key_prefix",
+                "must be at most 200 bytes, without spaces or control characters",
+            ));
+        }
+        if !(w.zipf_exponent.is_finite() && w.zipf_exponent > 0.0 && w.zipf_exponent <= 10.0) {
+            return Err(self.err("workload.zipf_exponent", "must be in (0, 10]"));
+        }
+        let (vmin, vmax) = w.value_size.bounds();
+        if vmin < MIN_VALUE_SIZE {
+            return Err(self.err(
+                "workload.value_size",
+                format!("must be at least {MIN_VALUE_SIZE} bytes (room for the integrity tag)"),
+            ));
+        }
+        if vmax > MAX_VALUE_SIZE {
+            return Err(self.err("workload.value_size", "must be at most 64MiB"));
+        }
+        if vmin > vmax {
+            return Err(self.err("workload.value_size.min", "must not exceed max"));
+        }
+        if !(1..=10_000).contains(&w.mget_keys) {
+            return Err(self.err("workload.mget_keys", "must be between 1 and 10000"));
+        }
+        if w.mix.total() == 0 {
+            return Err(self.err(
+                "workload.mix",
+                "at least one command weight must be positive",
+            ));
+        }
+
+        // sweep
+        let s = &self.sweep;
+        fn nonempty<T>(v: &Option<Vec<T>>) -> bool {
+            v.as_ref().is_none_or(|v| !v.is_empty())
+        }
+        for (key, ok) in [
+            ("sweep.send_mode", nonempty(&s.send_mode)),
+            ("sweep.iov_max", nonempty(&s.iov_max)),
+            ("sweep.send_limit", nonempty(&s.send_limit)),
+            ("sweep.pipeline", nonempty(&s.pipeline)),
+            ("sweep.connections", nonempty(&s.connections)),
+            ("sweep.rate", nonempty(&s.rate)),
+        ] {
+            if !ok {
+                return Err(self.err(key, "must list at least one value (or be left out)"));
+            }
+        }
+        if let Some(v) = &s.iov_max {
+            if let Some(i) = v.iter().position(|n| !(1..=1024).contains(n)) {
+                return Err(self.err(format!("sweep.iov_max[{i}]"), "must be between 1 and 1024"));
+            }
+        }
+        if let Some(v) = &s.pipeline {
+            if let Some(i) = v.iter().position(|n| !(1..=65_536).contains(n)) {
+                return Err(self.err(
+                    format!("sweep.pipeline[{i}]"),
+                    "must be between 1 and 65536",
+                ));
+            }
+        }
+        if let Some(v) = &s.connections {
+            if let Some(i) = v.iter().position(|n| !(1..=10_000).contains(n)) {
+                return Err(self.err(
+                    format!("sweep.connections[{i}]"),
+                    "must be between 1 and 10000",
+                ));
+            }
+        }
+        if let Some(v) = &s.rate {
+            if w.mode != LoopMode::Open {
+                return Err(self.err("sweep.rate", "only used with workload.mode = \"open\""));
+            }
+            if let Some(i) = v.iter().position(|r| !(r.is_finite() && *r > 0.0)) {
+                return Err(self.err(format!("sweep.rate[{i}]"), "must be a positive number"));
+            }
+        }
+
+        // selectors
+        let check_sel = |sel: &Selector, key: &str| -> Result<(), ConfigError> {
+            if let Some(t) = &sel.target {
+                if !labels.contains(t) {
+                    return Err(self.err(
+                        format!("{key}.target"),
+                        format!("no [[target]] is labelled `{t}`"),
+                    ));
+                }
+            }
+            Ok(())
+        };
+        check_sel(&self.reference, "reference")?;
+        for (i, g) in self.gates.iter().enumerate() {
+            let key = format!("gate[{i}]");
+            match (&g.numerator, &g.denominator, &g.cells) {
+                (Some(n), Some(d), None) => {
+                    check_sel(n, &format!("{key}.numerator"))?;
+                    check_sel(d, &format!("{key}.denominator"))?;
+                    if d.is_empty() {
+                        return Err(self.err(
+                            format!("{key}.denominator"),
+                            "must select something (e.g. { send_mode = \"per_message\" })",
+                        ));
+                    }
+                }
+                (None, None, Some(c)) => check_sel(c, &format!("{key}.cells"))?,
+                (None, None, None) => {
+                    return Err(self.err(
+                        &key,
+                        "needs numerator + denominator (a ratio gate) or cells (a bound)",
+                    ))
+                }
+                _ => {
+                    return Err(self.err(
+                        &key,
+                        "use either numerator + denominator, or cells, not both",
+                    ))
+                }
+            }
+            if g.min.is_none() && g.max.is_none() {
+                return Err(self.err(format!("{key}.min"), "a gate needs min or max"));
+            }
+            for (k, v) in [("min", g.min), ("max", g.max)] {
+                if let Some(v) = v {
+                    if !v.is_finite() {
+                        return Err(self.err(format!("{key}.{k}"), "must be a finite number"));
+                    }
+                }
+            }
+        }
+
+        // capacity
+        let c = &self.capacity;
+        if !(c.percentile > 0.0 && c.percentile <= 100.0) {
+            return Err(self.err("capacity.percentile", "must be in (0, 100]"));
+        }
+        if c.target_latency.0.is_zero() {
+            return Err(self.err("capacity.target_latency", "must be positive"));
+        }
+        if !(c.start_rate.is_finite() && c.start_rate > 0.0) {
+            return Err(self.err("capacity.start_rate", "must be positive"));
+        }
+        if !(c.max_rate.is_finite() && c.max_rate > c.start_rate) {
+            return Err(self.err("capacity.max_rate", "must be larger than start_rate"));
+        }
+        if !(c.growth.is_finite() && c.growth > 1.0 && c.growth <= 10.0) {
+            return Err(self.err("capacity.growth", "must be in (1, 10]"));
+        }
+        if c.step_duration.0.is_zero() {
+            return Err(self.err("capacity.step_duration", "must be positive"));
+        }
+        if c.refine_steps > 20 {
+            return Err(self.err("capacity.refine_steps", "must be at most 20"));
+        }
+        Ok(())
+    }
+
+    /// A short stable hash of the config (for matching baselines like with like).
+    pub fn fingerprint(&self) -> String {
+        let mut c = self.clone();
+        c.source = String::new();
+        let text = serde_json::to_string(&c).unwrap_or_default();
+        format!("{:016x}", fnv1a64(text.as_bytes()))
+    }
+}
+
+/// FNV-1a 64: a tiny stable hash for fingerprints and seeds (not for security).
+pub fn fnv1a64(data: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf29ce484222325;
+    for &b in data {
+        h ^= b as u64;
+        h = h.wrapping_mul(0x100000001b3);
+    }
+    h
+}
+
+/// Splits `host:port` (`[::1]:6379` too). Returns None when malformed.
+pub fn parse_host_port(s: &str) -> Option<(String, u16)> {
+    let (host, port) = s.rsplit_once(':')?;
+    let port: u16 = port.parse().ok()?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    if host.is_empty() || port == 0 {
+        return None;
+    }
+    Some((host.to_string(), port))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn err(text: &str) -> String {
+        from_toml_str(text, "t.toml").unwrap_err().to_string()
+    }
+
+    const MIN: &str = "[[target]]\nkind = \"direct\"\n";
+
+    #[test]
+    fn quick_is_valid() {
+        let c = quick();
+        assert!(!c.targets.is_empty());
+        assert_eq!(c.source, QUICK_NAME);
+    }
+
+    #[test]
+    fn minimal_defaults() {
+        let c = from_toml_str(MIN, "t.toml").unwrap();
+        assert_eq!(c.workload.connections, 50);
+        assert_eq!(c.workload.mix.get, 80);
+        assert_eq!(c.run.length(), Length::Duration(Duration::from_secs(4)));
+    }
+
+    #[test]
+    fn unknown_key_names_file_and_key() {
+        let e = err(&format!("{MIN}[workload]\nconections = 5\n"));
+        assert!(e.starts_with("t.toml: workload.conections"), "{e}");
+        assert!(!e.contains('\n'));
+        let e = err(&format!("{MIN}[workload.mix]\nget = 1\nsett = 2\n"));
+        assert!(e.starts_with("t.toml: workload.mix.sett"), "{e}");
+    }
+
+    #[test]
+    fn bad_values_name_key() {
+        let e = err(&format!("{MIN}[run]\nduration = \"4 parsecs\"\n"));
+        assert!(e.starts_with("t.toml: run.duration"), "{e}");
+        let e = err(&format!("{MIN}[workload]\nconnections = 0\n"));
+        assert_eq!(
+            e,
+            "t.toml: workload.connections: must be between 1 and 10000"
+        );
+        let e = err(&format!("{MIN}[workload]\nvalue_size = 4\n"));
+        assert!(
+            e.starts_with("t.toml: workload.value_size: must be at least 16"),
+            "{e}"
+        );
+        let e = err(&format!("{MIN}[workload]\nmode = \"open\"\n"));
+        assert!(e.contains("workload.rate"), "{e}");
+        let e = err(&format!("{MIN}[[gate]]\nmetric = \"ops_per_sec\"\nnumerator = {{ target = \"nope\" }}\ndenominator = {{ target = \"direct\" }}\nmin = 1\n"));
+        assert!(e.starts_with("t.toml: gate[0].numerator.target"), "{e}");
+        let e = err("[[target]]\nkind = \"direct\"\n[[target]]\nkind = \"direct\"\n");
+        assert!(e.contains("target[1].label"), "{e}");
+        let e = err("");
+        assert!(e.contains("target"), "{e}");
+        let e = err(&format!(
+            "{MIN}[[gate]]\nmetric = \"speed\"\ncells = {{}}\nmax = 1\n"
+        ));
+        assert!(e.starts_with("t.toml: gate[0].metric"), "{e}");
+    }
+
+    #[test]
+    fn value_size_forms() {
+        let c = from_toml_str(
+            &format!("{MIN}[workload]\nvalue_size = {{ min = 32, max = \"1KiB\" }}\n"),
+            "t",
+        )
+        .unwrap();
+        assert_eq!(c.workload.value_size.bounds(), (32, 1024));
+        let c = from_toml_str(
+            &format!("{MIN}[sweep]\nsend_limit = [\"none\", \"16KiB\", 512]\n"),
+            "t",
+        )
+        .unwrap();
+        assert_eq!(
+            c.sweep.send_limit.unwrap(),
+            vec![
+                SendLimit(None),
+                SendLimit(Some(16384)),
+                SendLimit(Some(512))
+            ]
+        );
+    }
+
+    #[test]
+    fn host_port() {
+        assert_eq!(
+            parse_host_port("127.0.0.1:6379"),
+            Some(("127.0.0.1".into(), 6379))
+        );
+        assert_eq!(parse_host_port("[::1]:80"), Some(("::1".into(), 80)));
+        assert_eq!(parse_host_port("localhost"), None);
+        assert_eq!(parse_host_port("a:0"), None);
+    }
+}

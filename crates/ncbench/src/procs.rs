@@ -1,0 +1,185 @@
+//! Child processes ncbench starts: redis-server backends, nutcracker and the
+//! ncproxy binary. Each is killed (and reaped) when its guard drops, so a run
+//! that fails half-way leaves nothing listening.
+//!
+//! This is the minimum ncbench needs; the test harness crate (`nc-harness`)
+//! offers the same for tests. ncbench keeps its own so the product does not
+//! depend on test scaffolding.
+use crate::error::{BenchError, Result};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A free TCP port on 127.0.0.1 (bound, then released; races are unlikely on loopback).
+pub fn free_port() -> Result<u16> {
+    let l = TcpListener::bind("127.0.0.1:0")
+        .map_err(|e| BenchError::setup(format!("cannot find a free port: {e}")))?;
+    Ok(l.local_addr()
+        .map_err(|e| BenchError::setup(e.to_string()))?
+        .port())
+}
+
+/// Looks `name` up like a shell: a path with a slash is taken as is, else PATH is searched.
+pub fn which(name: &str) -> Option<PathBuf> {
+    if name.contains('/') {
+        let p = PathBuf::from(name);
+        return p.is_file().then_some(p);
+    }
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|d| d.join(name))
+        .find(|p| is_executable(p))
+}
+
+fn is_executable(p: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    p.metadata()
+        .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        .unwrap_or(false)
+}
+
+/// A child process killed on drop.
+#[derive(Debug)]
+pub struct ChildGuard {
+    pub child: Child,
+    pub name: String,
+}
+
+impl ChildGuard {
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Waits until `addr` accepts connections, failing early if the child exits.
+pub fn wait_listening(addr: SocketAddr, child: &mut ChildGuard, within: Duration) -> Result<()> {
+    let deadline = Instant::now() + within;
+    loop {
+        if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+            return Ok(());
+        }
+        if let Ok(Some(status)) = child.child.try_wait() {
+            return Err(BenchError::setup(format!(
+                "{} exited ({status}) before listening on {addr}",
+                child.name
+            )));
+        }
+        if Instant::now() >= deadline {
+            return Err(BenchError::setup(format!(
+                "{} did not listen on {addr} within {within:?}",
+                child.name
+            )));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Starts `redis-server` on a free loopback port with persistence off.
+pub fn start_redis(binary: &Path) -> Result<(ChildGuard, SocketAddr)> {
+    let port = free_port()?;
+    let child = Command::new(binary)
+        .args([
+            "--port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--protected-mode",
+            "no",
+            "--daemonize",
+            "no",
+            "--loglevel",
+            "warning",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| BenchError::setup(format!("cannot start {}: {e}", binary.display())))?;
+    let mut g = ChildGuard {
+        child,
+        name: format!("redis-server :{port}"),
+    };
+    let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+    wait_listening(addr, &mut g, Duration::from_secs(10))?;
+    Ok((g, addr))
+}
+
+/// Starts a nutcracker-compatible proxy binary (nutcracker or ncproxy) with the
+/// config text `yaml`, stats on a free port. `extra` adds flags (`--workers`).
+pub fn start_proxy_binary(
+    binary: &Path,
+    yaml: &str,
+    listen: SocketAddr,
+    extra: &[String],
+    workdir: &Path,
+) -> Result<(ChildGuard, SocketAddr)> {
+    let name = binary
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "proxy".into());
+    let conf = workdir.join(format!("{name}-{}.yml", listen.port()));
+    std::fs::write(&conf, yaml).map_err(|e| BenchError::io(&conf, e))?;
+    let log = workdir.join(format!("{name}-{}.log", listen.port()));
+    let stats_port = free_port()?;
+    let mut cmd = Command::new(binary);
+    cmd.arg("-c")
+        .arg(&conf)
+        .args([
+            "-s",
+            &stats_port.to_string(),
+            "-a",
+            "127.0.0.1",
+            "-i",
+            "1000",
+            "-v",
+            "4",
+            "-o",
+        ])
+        .arg(&log)
+        .args(extra)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let child = cmd
+        .spawn()
+        .map_err(|e| BenchError::setup(format!("cannot start {}: {e}", binary.display())))?;
+    let mut g = ChildGuard {
+        child,
+        name: format!("{name} :{}", listen.port()),
+    };
+    if let Err(e) = wait_listening(listen, &mut g, Duration::from_secs(10)) {
+        let tail = std::fs::read_to_string(&log).unwrap_or_default();
+        let tail: String = tail.lines().rev().take(3).collect::<Vec<_>>().join(" | ");
+        return Err(BenchError::setup(format!("{e}; log: {tail}")));
+    }
+    let stats: SocketAddr = ([127, 0, 0, 1], stats_port).into();
+    // The stats thread may start a moment after the listener.
+    let _ = wait_listening(stats, &mut g, Duration::from_secs(2));
+    Ok((g, stats))
+}
+
+/// The first line of `binary --version`-style output, for the environment fingerprint.
+pub fn version_of(binary: &Path, arg: &str) -> Option<String> {
+    let out = Command::new(binary).arg(arg).output().ok()?;
+    let text = if out.stdout.is_empty() {
+        out.stderr
+    } else {
+        out.stdout
+    };
+    String::from_utf8_lossy(&text)
+        .lines()
+        .next()
+        .map(|l| l.trim().to_string())
+}

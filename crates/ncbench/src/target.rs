@@ -1,0 +1,354 @@
+//! Backends and targets: what gets started for a run, and where load goes.
+//!
+//! Backends live for the whole run (every cell hits the same data). A target is
+//! started per cell, because the send-path knobs are pool settings: ncproxy
+//! in-process or as its binary, nutcracker from PATH with a generated config,
+//! an external address, or the backends themselves (`direct`, the physical limit).
+use crate::config::{
+    BackendKind, BackendsSection, ProxySection, SendLimit, SendMode, TargetKind, TargetSpec,
+};
+use crate::embedded::{self, EmbeddedBackends};
+use crate::error::{BenchError, Result};
+use crate::procs::{self, ChildGuard};
+use crate::scrape::POOL;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::{Path, PathBuf};
+
+/// The backends of a run.
+pub struct Backends {
+    pub addrs: Vec<SocketAddr>,
+    /// `redis-server`, `embedded` or `external`.
+    pub kind: &'static str,
+    /// `redis-server --version` when started by us.
+    pub version: Option<String>,
+    /// Whether ncbench owns them (and may flush them).
+    pub owned: bool,
+    _redis: Vec<ChildGuard>,
+    _embedded: Option<EmbeddedBackends>,
+}
+
+impl std::fmt::Debug for Backends {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Backends")
+            .field("addrs", &self.addrs)
+            .field("kind", &self.kind)
+            .finish()
+    }
+}
+
+/// Starts (or resolves) the backends described by `[backends]`.
+pub fn start_backends(cfg: &BackendsSection) -> Result<Backends> {
+    let count = cfg.count as usize;
+    let redis_bin = procs::which(&cfg.redis_server);
+    let use_redis = match cfg.kind {
+        BackendKind::External => {
+            let mut addrs = Vec::new();
+            for a in &cfg.addresses {
+                addrs.push(resolve(a)?);
+            }
+            return Ok(Backends {
+                addrs,
+                kind: "external",
+                version: None,
+                owned: false,
+                _redis: Vec::new(),
+                _embedded: None,
+            });
+        }
+        BackendKind::Embedded => false,
+        BackendKind::Redis => {
+            if redis_bin.is_none() {
+                return Err(BenchError::setup(format!(
+                    "backends.kind = \"redis\" but `{}` is not on PATH (install redis-server, or use kind = \"auto\")",
+                    cfg.redis_server
+                )));
+            }
+            true
+        }
+        BackendKind::Auto => redis_bin.is_some(),
+    };
+    if use_redis {
+        let bin = redis_bin.expect("checked above");
+        let mut guards = Vec::with_capacity(count);
+        let mut addrs = Vec::with_capacity(count);
+        for _ in 0..count {
+            let (g, a) = procs::start_redis(&bin)?;
+            guards.push(g);
+            addrs.push(a);
+        }
+        Ok(Backends {
+            addrs,
+            kind: "redis-server",
+            // "Redis server v=7.0.15 sha=..." -> "redis-server 7.0.15".
+            version: procs::version_of(&bin, "--version").map(|v| {
+                v.split_whitespace()
+                    .find_map(|w| w.strip_prefix("v="))
+                    .map(|n| format!("redis-server {n}"))
+                    .unwrap_or(v)
+            }),
+            owned: true,
+            _redis: guards,
+            _embedded: None,
+        })
+    } else {
+        let e = embedded::start(count)?;
+        Ok(Backends {
+            addrs: e.addrs.clone(),
+            kind: "embedded",
+            version: Some("ncbench embedded RESP backend".into()),
+            owned: true,
+            _redis: Vec::new(),
+            _embedded: Some(e),
+        })
+    }
+}
+
+/// Resolves `host:port` to one socket address.
+pub fn resolve(a: &str) -> Result<SocketAddr> {
+    a.to_socket_addrs()
+        .map_err(|e| BenchError::setup(format!("cannot resolve {a}: {e}")))?
+        .next()
+        .ok_or_else(|| BenchError::setup(format!("{a} resolves to nothing")))
+}
+
+/// The send-path settings of one cell (only for targets that have them).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Knobs {
+    pub send_mode: SendMode,
+    pub iov_max: u32,
+    pub send_limit: SendLimit,
+}
+
+/// Why a target could not start. `unavailable` = the software is missing,
+/// which an `optional` target turns into a skipped cell.
+#[derive(Debug)]
+pub struct StartError {
+    pub unavailable: bool,
+    pub error: BenchError,
+}
+
+impl From<BenchError> for StartError {
+    fn from(error: BenchError) -> Self {
+        StartError {
+            unavailable: false,
+            error,
+        }
+    }
+}
+
+enum Guard {
+    None,
+    Child { _guard: ChildGuard },
+    InProc(crate::inproc::InProcProxy),
+}
+
+/// A started target.
+pub struct RunningTarget {
+    /// Where the load goes (several for `direct` with several backends).
+    pub addrs: Vec<SocketAddr>,
+    pub stats: Option<SocketAddr>,
+    /// How it runs, for the report (`ncproxy in-process`, `nutcracker 0.5.0 (pid 123)`).
+    pub how: String,
+    pub pid: Option<u32>,
+    guard: Guard,
+}
+
+impl std::fmt::Debug for RunningTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RunningTarget")
+            .field("addrs", &self.addrs)
+            .field("how", &self.how)
+            .finish()
+    }
+}
+
+impl RunningTarget {
+    /// Stops the target (also done on drop).
+    pub fn stop(mut self) {
+        if let Guard::InProc(p) = std::mem::replace(&mut self.guard, Guard::None) {
+            p.stop();
+        }
+    }
+}
+
+/// The pool config ncbench generates for a proxy target.
+pub fn proxy_yaml(
+    listen: SocketAddr,
+    proxy: &ProxySection,
+    backends: &[SocketAddr],
+    knobs: Option<Knobs>,
+) -> String {
+    let mut y = String::new();
+    y.push_str(&format!("{POOL}:\n"));
+    y.push_str(&format!("  listen: {listen}\n"));
+    y.push_str(&format!("  hash: {}\n", proxy.hash));
+    y.push_str(&format!("  distribution: {}\n", proxy.distribution));
+    y.push_str("  redis: true\n");
+    if proxy.timeout_ms > 0 {
+        y.push_str(&format!("  timeout: {}\n", proxy.timeout_ms));
+    }
+    y.push_str(&format!(
+        "  server_connections: {}\n",
+        proxy.server_connections
+    ));
+    y.push_str("  auto_eject_hosts: false\n");
+    y.push_str("  preconnect: true\n");
+    if let Some(k) = knobs {
+        y.push_str(&format!("  send_mode: {}\n", k.send_mode));
+        y.push_str(&format!("  iov_max: {}\n", k.iov_max));
+        if let Some(l) = k.send_limit.0 {
+            y.push_str(&format!("  send_limit: {l}\n"));
+        }
+    }
+    y.push_str("  servers:\n");
+    for (i, a) in backends.iter().enumerate() {
+        y.push_str(&format!("    - {a}:1 s{i}\n"));
+    }
+    y
+}
+
+/// Finds the ncproxy binary: `$NCPROXY_BIN`, next to the running executable
+/// (or one level up, for test binaries in `target/*/deps`), then PATH.
+pub fn find_ncproxy(explicit: Option<&str>) -> Option<PathBuf> {
+    if let Some(p) = explicit {
+        return procs::which(p);
+    }
+    if let Some(p) = std::env::var_os("NCPROXY_BIN") {
+        return procs::which(&p.to_string_lossy());
+    }
+    if let Ok(exe) = std::env::current_exe() {
+        let mut dir = exe.parent().map(Path::to_path_buf);
+        for _ in 0..2 {
+            let Some(d) = dir else { break };
+            let cand = d.join("ncproxy");
+            if cand.is_file() {
+                return Some(cand);
+            }
+            dir = d.parent().map(Path::to_path_buf);
+        }
+    }
+    procs::which("ncproxy")
+}
+
+/// Starts one target for one cell.
+pub fn start_target(
+    spec: &TargetSpec,
+    knobs: Option<Knobs>,
+    proxy: &ProxySection,
+    backends: &Backends,
+    workdir: &Path,
+) -> std::result::Result<RunningTarget, StartError> {
+    let unavailable = |msg: String| StartError {
+        unavailable: true,
+        error: BenchError::setup(msg),
+    };
+    match spec.kind {
+        TargetKind::Direct => Ok(RunningTarget {
+            addrs: backends.addrs.clone(),
+            stats: None,
+            how: format!("{} backends directly", backends.kind),
+            pid: None,
+            guard: Guard::None,
+        }),
+        TargetKind::External => {
+            let addr = resolve(spec.address.as_deref().unwrap_or_default())?;
+            let stats = match &spec.stats {
+                Some(s) => Some(resolve(s)?),
+                None => None,
+            };
+            Ok(RunningTarget {
+                addrs: vec![addr],
+                stats,
+                how: format!("external {addr}"),
+                pid: None,
+                guard: Guard::None,
+            })
+        }
+        TargetKind::Nutcracker => {
+            let name = spec
+                .binary
+                .as_deref()
+                .or(proxy.nutcracker_bin.as_deref())
+                .unwrap_or("nutcracker");
+            let Some(bin) = procs::which(name) else {
+                return Err(unavailable(format!(
+                    "`{name}` is not on PATH (apt-get install nutcracker)"
+                )));
+            };
+            let listen: SocketAddr = ([127, 0, 0, 1], procs::free_port()?).into();
+            // nutcracker has no send-path knobs: it always batches up to 128 iovecs.
+            let yaml = proxy_yaml(listen, proxy, &backends.addrs, None);
+            let (g, stats) = procs::start_proxy_binary(&bin, &yaml, listen, &[], workdir)?;
+            let version = procs::version_of(&bin, "-V").unwrap_or_else(|| "nutcracker".into());
+            Ok(RunningTarget {
+                addrs: vec![listen],
+                stats: Some(stats),
+                how: format!("{version} (pid {})", g.pid()),
+                pid: Some(g.pid()),
+                guard: Guard::Child { _guard: g },
+            })
+        }
+        TargetKind::Ncproxy | TargetKind::NcproxyBin => {
+            let listen: SocketAddr = ([127, 0, 0, 1], procs::free_port()?).into();
+            let yaml = proxy_yaml(listen, proxy, &backends.addrs, knobs);
+            let workers = spec.workers.unwrap_or(proxy.workers);
+            if spec.kind == TargetKind::Ncproxy {
+                if let Some(r) = crate::inproc::start(&yaml, listen, workers) {
+                    let p = r?;
+                    return Ok(RunningTarget {
+                        addrs: vec![listen],
+                        stats: p.stats_addr(),
+                        how: format!("ncproxy in-process ({workers} worker(s))"),
+                        pid: None,
+                        guard: Guard::InProc(p),
+                    });
+                }
+            }
+            let explicit = spec.binary.as_deref().or(proxy.ncproxy_bin.as_deref());
+            let Some(bin) = find_ncproxy(explicit) else {
+                return Err(unavailable(
+                    "no ncproxy binary found (build it with `cargo build --release -p ncproxy-cli`, or set NCPROXY_BIN)".into(),
+                ));
+            };
+            let extra = vec!["--workers".to_string(), workers.to_string()];
+            let (g, stats) = procs::start_proxy_binary(&bin, &yaml, listen, &extra, workdir)?;
+            Ok(RunningTarget {
+                addrs: vec![listen],
+                stats: Some(stats),
+                how: format!(
+                    "ncproxy binary {} ({workers} worker(s), pid {})",
+                    bin.display(),
+                    g.pid()
+                ),
+                pid: Some(g.pid()),
+                guard: Guard::Child { _guard: g },
+            })
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn yaml_has_knobs_only_when_given() {
+        let p = ProxySection::default();
+        let b: Vec<SocketAddr> = vec![
+            "127.0.0.1:7001".parse().unwrap(),
+            "127.0.0.1:7002".parse().unwrap(),
+        ];
+        let listen = "127.0.0.1:9000".parse().unwrap();
+        let y = proxy_yaml(listen, &p, &b, None);
+        assert!(y.starts_with("bench:\n  listen: 127.0.0.1:9000\n"));
+        assert!(y.contains("    - 127.0.0.1:7002:1 s1\n"));
+        assert!(!y.contains("send_mode"));
+        let k = Knobs {
+            send_mode: SendMode::PerMessage,
+            iov_max: 16,
+            send_limit: SendLimit(Some(4096)),
+        };
+        let y = proxy_yaml(listen, &p, &b, Some(k));
+        assert!(y.contains("  send_mode: per_message\n  iov_max: 16\n  send_limit: 4096\n"));
+    }
+}

@@ -1,0 +1,649 @@
+//! Seeded request generation and reply checking.
+//!
+//! A [`Workload`] (from the config) makes one [`Generator`] per connection, each
+//! with its own PRNG stream derived from the master seed, so a run is
+//! reproducible and connections do not share state. The generator encodes
+//! requests straight into the connection's write buffer (no allocation per
+//! request) and records what each request expects in a small [`Expect`].
+//!
+//! Integrity: every value written carries a tag, `hex(key index)` +
+//! `hex(writer nonce)`, followed by a fixed filler. A GET or MGET reply must be
+//! nil or a value whose tag names the key that was asked for, with the filler
+//! intact, so a reply delivered to the wrong request, or a corrupted one, is a
+//! mismatch. SET must answer `+OK`, INCR a positive integer, DEL 0 or 1.
+use crate::config::{KeyDistribution, Mix, Workload};
+use crate::resp::Reply;
+use rand::{RngCore, SeedableRng};
+use rand_xoshiro::Xoshiro256PlusPlus;
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+/// The command of a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Op {
+    Get,
+    Set,
+    Mget,
+    Del,
+    Incr,
+}
+
+impl Op {
+    pub const ALL: [Op; 5] = [Op::Get, Op::Set, Op::Mget, Op::Del, Op::Incr];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Op::Get => "get",
+            Op::Set => "set",
+            Op::Mget => "mget",
+            Op::Del => "del",
+            Op::Incr => "incr",
+        }
+    }
+}
+
+/// What a sent request expects back. MGET keys live in the connection's key queue.
+#[derive(Debug, Clone, Copy)]
+pub struct Expect {
+    pub op: Op,
+    pub key: u32,
+    pub nkeys: u32,
+}
+
+/// Outcome of checking one reply.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    Ok,
+    /// A well-formed error reply (`-ERR ...`): counted as an error.
+    Error,
+    /// A reply that cannot belong to its request: an integrity failure.
+    Mismatch,
+}
+
+const HEX: &[u8; 16] = b"0123456789abcdef";
+/// Tag length at the start of every value: 8 hex digits of key + 8 of nonce.
+pub const TAG_LEN: usize = 16;
+const FILLER_BYTE: u8 = b'v';
+
+#[inline]
+fn put_hex32(out: &mut Vec<u8>, v: u32) {
+    let mut b = [0u8; 8];
+    for (i, slot) in b.iter_mut().enumerate() {
+        *slot = HEX[((v >> (28 - 4 * i)) & 0xf) as usize];
+    }
+    out.extend_from_slice(&b);
+}
+
+#[inline]
+fn parse_hex32(b: &[u8]) -> Option<u32> {
+    if b.len() != 8 {
+        return None;
+    }
+    let mut v = 0u32;
+    for &c in b {
+        let d = match c {
+            b'0'..=b'9' => c - b'0',
+            b'a'..=b'f' => c - b'a' + 10,
+            _ => return None,
+        };
+        v = (v << 4) | d as u32;
+    }
+    Some(v)
+}
+
+#[inline]
+fn put_len(out: &mut Vec<u8>, prefix: u8, mut n: usize) {
+    // Digits on the stack: this runs once per SET, so no String allocation.
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.push(prefix);
+    out.extend_from_slice(&digits[i..]);
+    out.extend_from_slice(b"\r\n");
+}
+
+/// Everything about the keyspace and values that generators and checkers share.
+#[derive(Debug)]
+pub struct Keyspace {
+    pub prefix: Vec<u8>,
+    pub keys: u64,
+    pub vmin: usize,
+    pub vmax: usize,
+    /// `$<keylen>\r\n` for value keys, precomputed.
+    key_hdr: Vec<u8>,
+    /// `$<keylen+2>\r\n` for counter keys (`<prefix>c:<hex>`).
+    ctr_hdr: Vec<u8>,
+    filler: Vec<u8>,
+}
+
+impl Keyspace {
+    pub fn new(w: &Workload) -> Arc<Keyspace> {
+        let prefix = w.key_prefix.as_bytes().to_vec();
+        let (vmin, vmax) = w.value_size.bounds();
+        let mut key_hdr = Vec::new();
+        put_len(&mut key_hdr, b'$', prefix.len() + 8);
+        let mut ctr_hdr = Vec::new();
+        put_len(&mut ctr_hdr, b'$', prefix.len() + 10);
+        Arc::new(Keyspace {
+            prefix,
+            keys: w.keys,
+            vmin: vmin as usize,
+            vmax: vmax as usize,
+            key_hdr,
+            ctr_hdr,
+            filler: vec![FILLER_BYTE; vmax as usize],
+        })
+    }
+
+    /// The key name of index `i` (`<prefix><8 hex>`).
+    pub fn key(&self, i: u32) -> Vec<u8> {
+        let mut k = self.prefix.clone();
+        put_hex32(&mut k, i);
+        k
+    }
+
+    /// A tagged value for key `i`, `len` bytes long.
+    pub fn value(&self, i: u32, nonce: u32, len: usize) -> Vec<u8> {
+        let mut v = Vec::with_capacity(len);
+        self.put_value(&mut v, i, nonce, len);
+        v
+    }
+
+    #[inline]
+    fn put_value(&self, out: &mut Vec<u8>, i: u32, nonce: u32, len: usize) {
+        put_hex32(out, i);
+        put_hex32(out, nonce);
+        out.extend_from_slice(&self.filler[..len - TAG_LEN]);
+    }
+
+    #[inline]
+    fn put_key(&self, out: &mut Vec<u8>, i: u32) {
+        out.extend_from_slice(&self.key_hdr);
+        out.extend_from_slice(&self.prefix);
+        put_hex32(out, i);
+        out.extend_from_slice(b"\r\n");
+    }
+
+    #[inline]
+    fn put_counter_key(&self, out: &mut Vec<u8>, i: u32) {
+        out.extend_from_slice(&self.ctr_hdr);
+        out.extend_from_slice(&self.prefix);
+        out.extend_from_slice(b"c:");
+        put_hex32(out, i);
+        out.extend_from_slice(b"\r\n");
+    }
+
+    /// Whether `v` is a value this run (or its preload) wrote for key `i`.
+    #[inline]
+    pub fn value_ok(&self, i: u32, v: &[u8]) -> bool {
+        v.len() >= TAG_LEN
+            && v.len() >= self.vmin
+            && v.len() <= self.vmax
+            && parse_hex32(&v[..8]) == Some(i)
+            && parse_hex32(&v[8..16]).is_some()
+            && v[TAG_LEN..] == self.filler[..v.len() - TAG_LEN]
+    }
+}
+
+/// Zipf sampler over ranks 1..=n by rejection-inversion (Hörmann & Derflinger
+/// 1996): O(1) per sample and no table, so a million keys cost nothing.
+#[derive(Debug, Clone)]
+pub struct Zipf {
+    n: f64,
+    s: f64,
+    h_x1: f64,
+    h_n: f64,
+    sfactor: f64,
+}
+
+impl Zipf {
+    pub fn new(n: u64, s: f64) -> Zipf {
+        let n = n as f64;
+        let mut z = Zipf {
+            n,
+            s,
+            h_x1: 0.0,
+            h_n: 0.0,
+            sfactor: 0.0,
+        };
+        z.h_x1 = z.h_integral(1.5) - 1.0;
+        z.h_n = z.h_integral(n + 0.5);
+        z.sfactor = 2.0 - z.h_integral_inv(z.h_integral(2.5) - z.h(2.0));
+        z
+    }
+
+    fn h(&self, x: f64) -> f64 {
+        (-self.s * x.ln()).exp()
+    }
+
+    fn h_integral(&self, x: f64) -> f64 {
+        let lx = x.ln();
+        helper2((1.0 - self.s) * lx) * lx
+    }
+
+    fn h_integral_inv(&self, x: f64) -> f64 {
+        let mut t = x * (1.0 - self.s);
+        if t < -1.0 {
+            t = -1.0;
+        }
+        (helper1(t) * x).exp()
+    }
+
+    /// A rank in 1..=n; rank 1 is the most popular.
+    pub fn sample(&self, rng: &mut Xoshiro256PlusPlus) -> u64 {
+        loop {
+            let u01 = (rng.next_u64() >> 11) as f64 * (1.0 / (1u64 << 53) as f64);
+            let u = self.h_n + u01 * (self.h_x1 - self.h_n);
+            let x = self.h_integral_inv(u);
+            let k = (x + 0.5).floor().clamp(1.0, self.n);
+            if k - x <= self.sfactor || u >= self.h_integral(k + 0.5) - self.h(k) {
+                return k as u64;
+            }
+        }
+    }
+}
+
+fn helper1(x: f64) -> f64 {
+    if x.abs() > 1e-8 {
+        x.ln_1p() / x
+    } else {
+        1.0 - x * (0.5 - x * (1.0 / 3.0 - 0.25 * x))
+    }
+}
+
+fn helper2(x: f64) -> f64 {
+    if x.abs() > 1e-8 {
+        x.exp_m1() / x
+    } else {
+        1.0 + x * 0.5 * (1.0 + x * (1.0 / 3.0) * (1.0 + 0.25 * x))
+    }
+}
+
+#[derive(Debug, Clone)]
+enum KeyPick {
+    Uniform,
+    Zipf(Zipf),
+    Sequential(u64),
+}
+
+/// splitmix64: derives independent per-connection seeds from the master seed.
+pub fn splitmix64(mut x: u64) -> u64 {
+    x = x.wrapping_add(0x9e3779b97f4a7c15);
+    let mut z = x;
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58476d1ce4e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d049bb133111eb);
+    z ^ (z >> 31)
+}
+
+/// One connection's request stream.
+#[derive(Debug)]
+pub struct Generator {
+    ks: Arc<Keyspace>,
+    rng: Xoshiro256PlusPlus,
+    pick: KeyPick,
+    /// Cumulative weights in `Op::ALL` order.
+    cdf: [u64; 5],
+    total: u64,
+    mget_keys: u32,
+    nonce: u32,
+    mget_hdr: Vec<u8>,
+}
+
+#[inline]
+fn below(rng: &mut Xoshiro256PlusPlus, n: u64) -> u64 {
+    // Lemire's multiply-shift: unbiased enough for benchmarking and branch-free.
+    ((rng.next_u64() as u128 * n as u128) >> 64) as u64
+}
+
+impl Generator {
+    /// Generator for connection `conn` of `conns` (seeded from `seed` and `conn`).
+    pub fn new(ks: Arc<Keyspace>, w: &Workload, seed: u64, conn: u32, conns: u32) -> Generator {
+        let s = splitmix64(seed ^ splitmix64(conn as u64 + 1));
+        let rng = Xoshiro256PlusPlus::seed_from_u64(s);
+        let pick = match w.distribution {
+            KeyDistribution::Uniform => KeyPick::Uniform,
+            KeyDistribution::Zipf => KeyPick::Zipf(Zipf::new(ks.keys, w.zipf_exponent)),
+            KeyDistribution::Sequential => {
+                KeyPick::Sequential(ks.keys * conn as u64 / conns.max(1) as u64)
+            }
+        };
+        let Mix {
+            get,
+            set,
+            mget,
+            del,
+            incr,
+        } = w.mix;
+        let mut cdf = [0u64; 5];
+        let mut acc = 0;
+        for (slot, wgt) in cdf.iter_mut().zip([get, set, mget, del, incr]) {
+            acc += wgt as u64;
+            *slot = acc;
+        }
+        let mut mget_hdr = Vec::new();
+        put_len(&mut mget_hdr, b'*', w.mget_keys as usize + 1);
+        mget_hdr.extend_from_slice(b"$4\r\nMGET\r\n");
+        Generator {
+            ks,
+            rng,
+            pick,
+            cdf,
+            total: acc,
+            mget_keys: w.mget_keys,
+            // High byte = connection, so values from different connections differ.
+            nonce: conn.wrapping_mul(0x9E37_79B1),
+            mget_hdr,
+        }
+    }
+
+    #[inline]
+    fn key(&mut self) -> u32 {
+        let n = self.ks.keys;
+        let k = match &mut self.pick {
+            KeyPick::Uniform => below(&mut self.rng, n),
+            KeyPick::Zipf(z) => z.sample(&mut self.rng) - 1,
+            KeyPick::Sequential(cur) => {
+                let k = *cur;
+                *cur = if k + 1 >= n { 0 } else { k + 1 };
+                k
+            }
+        };
+        k as u32
+    }
+
+    #[inline]
+    fn op(&mut self) -> Op {
+        let r = below(&mut self.rng, self.total);
+        let i = self.cdf.iter().position(|&c| r < c).unwrap_or(0);
+        Op::ALL[i]
+    }
+
+    /// Appends one request to `out`; MGET keys are pushed onto `keyq`.
+    #[inline]
+    pub fn next_request(&mut self, out: &mut Vec<u8>, keyq: &mut VecDeque<u32>) -> Expect {
+        let op = self.op();
+        match op {
+            Op::Get => {
+                let k = self.key();
+                out.extend_from_slice(b"*2\r\n$3\r\nGET\r\n");
+                self.ks.put_key(out, k);
+                Expect {
+                    op,
+                    key: k,
+                    nkeys: 1,
+                }
+            }
+            Op::Set => {
+                let k = self.key();
+                let len = if self.ks.vmin == self.ks.vmax {
+                    self.ks.vmin
+                } else {
+                    self.ks.vmin
+                        + below(&mut self.rng, (self.ks.vmax - self.ks.vmin + 1) as u64) as usize
+                };
+                out.extend_from_slice(b"*3\r\n$3\r\nSET\r\n");
+                self.ks.put_key(out, k);
+                put_len(out, b'$', len);
+                self.nonce = self.nonce.wrapping_add(1);
+                self.ks.put_value(out, k, self.nonce, len);
+                out.extend_from_slice(b"\r\n");
+                Expect {
+                    op,
+                    key: k,
+                    nkeys: 1,
+                }
+            }
+            Op::Mget => {
+                out.extend_from_slice(&self.mget_hdr);
+                let mut first = 0;
+                for i in 0..self.mget_keys {
+                    let k = self.key();
+                    if i == 0 {
+                        first = k;
+                    }
+                    self.ks.put_key(out, k);
+                    keyq.push_back(k);
+                }
+                Expect {
+                    op,
+                    key: first,
+                    nkeys: self.mget_keys,
+                }
+            }
+            Op::Del => {
+                let k = self.key();
+                out.extend_from_slice(b"*2\r\n$3\r\nDEL\r\n");
+                self.ks.put_key(out, k);
+                Expect {
+                    op,
+                    key: k,
+                    nkeys: 1,
+                }
+            }
+            Op::Incr => {
+                let k = self.key();
+                out.extend_from_slice(b"*2\r\n$4\r\nINCR\r\n");
+                self.ks.put_counter_key(out, k);
+                Expect {
+                    op,
+                    key: k,
+                    nkeys: 1,
+                }
+            }
+        }
+    }
+}
+
+/// Checks `reply` against `exp`; pops MGET keys from `keyq` either way, so the
+/// queue stays aligned with the requests in flight.
+#[inline]
+pub fn check(ks: &Keyspace, exp: &Expect, reply: &Reply<'_>, keyq: &mut VecDeque<u32>) -> Verdict {
+    let verdict = match (exp.op, reply) {
+        (_, Reply::Error(_)) => Verdict::Error,
+        (Op::Get, Reply::Bulk(None)) => Verdict::Ok,
+        (Op::Get, Reply::Bulk(Some(v))) => ok_if(ks.value_ok(exp.key, v)),
+        (Op::Set, Reply::Status(s)) => ok_if(*s == b"OK"),
+        (Op::Del, Reply::Int(n)) => ok_if((0..=1).contains(n)),
+        (Op::Incr, Reply::Int(n)) => ok_if(*n >= 1),
+        (Op::Mget, Reply::Array(Some(a))) if a.len == exp.nkeys as usize => {
+            let mut ok = true;
+            for (i, item) in a.iter().enumerate() {
+                let k = keyq.get(i).copied().unwrap_or(u32::MAX);
+                ok &= match item {
+                    Reply::Bulk(None) => true,
+                    Reply::Bulk(Some(v)) => ks.value_ok(k, v),
+                    _ => false,
+                };
+            }
+            ok_if(ok)
+        }
+        _ => Verdict::Mismatch,
+    };
+    if exp.op == Op::Mget {
+        let n = (exp.nkeys as usize).min(keyq.len());
+        keyq.drain(..n);
+    }
+    verdict
+}
+
+#[inline]
+fn ok_if(b: bool) -> Verdict {
+    if b {
+        Verdict::Ok
+    } else {
+        Verdict::Mismatch
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Workload;
+    use crate::resp;
+
+    fn workload() -> Workload {
+        Workload {
+            mix: Mix {
+                get: 1,
+                set: 1,
+                mget: 1,
+                del: 1,
+                incr: 1,
+            },
+            keys: 1000,
+            mget_keys: 3,
+            ..Workload::default()
+        }
+    }
+
+    #[test]
+    fn same_seed_same_stream() {
+        let w = workload();
+        let ks = Keyspace::new(&w);
+        let mut a = Generator::new(ks.clone(), &w, 7, 3, 10);
+        let mut b = Generator::new(ks.clone(), &w, 7, 3, 10);
+        let mut c = Generator::new(ks, &w, 7, 4, 10);
+        let (mut oa, mut ob, mut oc) = (vec![], vec![], vec![]);
+        let mut q = VecDeque::new();
+        for _ in 0..100 {
+            a.next_request(&mut oa, &mut q);
+            b.next_request(&mut ob, &mut q);
+            c.next_request(&mut oc, &mut q);
+        }
+        assert_eq!(oa, ob);
+        assert_ne!(oa, oc);
+    }
+
+    #[test]
+    fn requests_are_valid_resp_arrays() {
+        let w = workload();
+        let ks = Keyspace::new(&w);
+        let mut g = Generator::new(ks, &w, 1, 0, 1);
+        let mut out = vec![];
+        let mut q = VecDeque::new();
+        let mut n = 0;
+        for _ in 0..500 {
+            g.next_request(&mut out, &mut q);
+            n += 1;
+        }
+        // Requests are RESP arrays of bulk strings, which the reply scanner also reads.
+        let mut pos = 0;
+        let mut seen = 0;
+        while pos < out.len() {
+            let (r, used) = resp::parse(&out[pos..]).unwrap().unwrap();
+            assert!(matches!(r, resp::Reply::Array(Some(_))));
+            pos += used;
+            seen += 1;
+        }
+        assert_eq!(seen, n);
+    }
+
+    #[test]
+    fn values_check_their_key() {
+        let w = workload();
+        let ks = Keyspace::new(&w);
+        let v = ks.value(42, 7, 64);
+        assert!(ks.value_ok(42, &v));
+        assert!(!ks.value_ok(43, &v));
+        let mut bad = v.clone();
+        bad[40] = b'x';
+        assert!(!ks.value_ok(42, &bad));
+        assert!(!ks.value_ok(42, &v[..63]));
+        let mut q = VecDeque::new();
+        let exp = Expect {
+            op: Op::Get,
+            key: 42,
+            nkeys: 1,
+        };
+        assert_eq!(
+            check(&ks, &exp, &Reply::Bulk(Some(&v)), &mut q),
+            Verdict::Ok
+        );
+        assert_eq!(
+            check(&ks, &exp, &Reply::Status(b"OK"), &mut q),
+            Verdict::Mismatch
+        );
+        assert_eq!(
+            check(&ks, &exp, &Reply::Error(b"ERR"), &mut q),
+            Verdict::Error
+        );
+        let set = Expect {
+            op: Op::Set,
+            key: 1,
+            nkeys: 1,
+        };
+        assert_eq!(check(&ks, &set, &Reply::Status(b"OK"), &mut q), Verdict::Ok);
+        assert_eq!(check(&ks, &set, &Reply::Int(1), &mut q), Verdict::Mismatch);
+    }
+
+    #[test]
+    fn mget_checks_each_key_and_keeps_queue_aligned() {
+        let w = workload();
+        let ks = Keyspace::new(&w);
+        let (a, b) = (ks.value(1, 0, 64), ks.value(2, 0, 64));
+        let mut reply = b"*3\r\n".to_vec();
+        for v in [&a, &b] {
+            reply.extend_from_slice(format!("${}\r\n", v.len()).as_bytes());
+            reply.extend_from_slice(v);
+            reply.extend_from_slice(b"\r\n");
+        }
+        reply.extend_from_slice(b"$-1\r\n");
+        let (r, _) = resp::parse(&reply).unwrap().unwrap();
+        let exp = Expect {
+            op: Op::Mget,
+            key: 1,
+            nkeys: 3,
+        };
+        let mut q: VecDeque<u32> = [1, 2, 3, 9].into_iter().collect();
+        assert_eq!(check(&ks, &exp, &r, &mut q), Verdict::Ok);
+        assert_eq!(q, [9]);
+        let mut q: VecDeque<u32> = [2, 1, 3].into_iter().collect();
+        assert_eq!(check(&ks, &exp, &r, &mut q), Verdict::Mismatch);
+        assert!(q.is_empty());
+    }
+
+    #[test]
+    fn zipf_is_skewed_and_in_range() {
+        let z = Zipf::new(1000, 0.99);
+        let mut rng = Xoshiro256PlusPlus::seed_from_u64(1);
+        let mut counts = vec![0u32; 1001];
+        for _ in 0..100_000 {
+            let k = z.sample(&mut rng);
+            assert!((1..=1000).contains(&k));
+            counts[k as usize] += 1;
+        }
+        // Rank 1 takes far more than a uniform share (100 of 100k).
+        assert!(
+            counts[1] > 10 * counts[500].max(1),
+            "{} vs {}",
+            counts[1],
+            counts[500]
+        );
+    }
+
+    #[test]
+    fn sequential_walks_the_keyspace() {
+        let mut w = workload();
+        w.distribution = KeyDistribution::Sequential;
+        w.mix = Mix {
+            get: 1,
+            ..Mix::default()
+        };
+        w.keys = 4;
+        let ks = Keyspace::new(&w);
+        let mut g = Generator::new(ks, &w, 1, 0, 1);
+        let mut q = VecDeque::new();
+        let keys: Vec<u32> = (0..6)
+            .map(|_| g.next_request(&mut vec![], &mut q).key)
+            .collect();
+        assert_eq!(keys, vec![0, 1, 2, 3, 0, 1]);
+    }
+}

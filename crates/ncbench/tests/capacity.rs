@@ -1,0 +1,68 @@
+//! Capacity search against a real redis-server: with a generous latency
+//! target every step holds until max_rate; with an impossible one the start
+//! rate already fails and the run's verdict fails. Rates are small, so the
+//! outcome depends on the schedule, not on the speed of the machine.
+use nc_harness::RedisServer;
+use ncbench::config::from_toml_str;
+use ncbench::progress::Quiet;
+
+fn config(r: &RedisServer, target: &str) -> ncbench::BenchConfig {
+    from_toml_str(
+        &format!(
+            r#"
+[run]
+warmup = "100ms"
+verify = false
+[backends]
+kind = "external"
+addresses = ["{}"]
+[[target]]
+kind = "direct"
+[workload]
+connections = 2
+pipeline = 64
+keys = 100
+[capacity]
+percentile = 99
+target_latency = "{target}"
+start_rate = 500
+max_rate = 2500
+growth = 2
+step_duration = "300ms"
+refine_steps = 2
+"#,
+            r.addr()
+        ),
+        "capacity.toml",
+    )
+    .unwrap()
+}
+
+#[test]
+fn generous_target_holds_up_to_max_rate() {
+    let redis = RedisServer::start().unwrap();
+    let (r, hists) = ncbench::capacity::run(&config(&redis, "2s"), &Quiet).unwrap();
+    let c = &r.capacity[0];
+    let rates: Vec<f64> = c.steps.iter().map(|s| s.rate).collect();
+    assert_eq!(rates, vec![500.0, 1000.0, 2000.0], "{c:?}");
+    assert!(c.steps.iter().all(|s| s.holds), "{c:?}");
+    assert_eq!(c.max_rate_holding, Some(2000.0));
+    assert!(c.stopped.contains("max_rate"), "{}", c.stopped);
+    assert!(r.verdict.pass, "{:?}", r.verdict);
+    assert_eq!(hists[0].len(), 3);
+    assert_eq!(r.kind, "capacity");
+    assert!(ncbench::plot::html(&r).contains("knee") || c.knee_rate.is_none());
+}
+
+#[test]
+fn impossible_target_fails_at_the_start_rate() {
+    let redis = RedisServer::start().unwrap();
+    let (r, _) = ncbench::capacity::run(&config(&redis, "1ns"), &Quiet).unwrap();
+    let c = &r.capacity[0];
+    assert_eq!(c.steps.len(), 1);
+    assert!(!c.steps[0].holds);
+    assert_eq!(c.max_rate_holding, None);
+    assert!(!r.verdict.pass);
+    // The table still shows what the target did at the failing rate.
+    assert!(r.cells[0].summary.requests > 0);
+}
