@@ -94,6 +94,13 @@ fn run(opts: &Options) -> ExitCode {
             .prometheus_port
             .map(|port| (opts.stats_addr.clone(), port)),
     };
+    let signals = match Signals::install() {
+        Ok(signals) => signals,
+        Err(err) => {
+            log::error(format_args!("signal setup failed: {}", os_text(&err)));
+            return ExitCode::from(1);
+        }
+    };
     let mut proxy = match nc_proxy::start(config, run_opts) {
         Ok(proxy) => proxy,
         Err(err) => {
@@ -112,7 +119,7 @@ fn run(opts: &Options) -> ExitCode {
             return ExitCode::from(1);
         }
     }
-    let (code, drain) = wait_for_signal(&mut proxy, opts);
+    let (code, drain) = wait_for_signal(signals, &mut proxy, opts);
     if drain {
         proxy.drain(SHUTDOWN_GRACE);
     } else {
@@ -133,28 +140,43 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 /// is logged, SIGINT exits 1 at once. Beyond nutcracker: SIGUSR1 reloads the
 /// configuration. SIGTERM (which nutcracker
 /// does not handle) drains: returns `(exit code, drain?)`.
-fn wait_for_signal(proxy: &mut nc_proxy::RunningProxy, opts: &Options) -> (ExitCode, bool) {
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(_) => return (ExitCode::from(1), false),
-    };
-    runtime.block_on(async {
+/// The signals ncproxy handles, registered before anything listens so that
+/// an early signal is never taken with its default action.
+struct Signals {
+    runtime: tokio::runtime::Runtime,
+    streams: [tokio::signal::unix::Signal; 7],
+}
+
+impl Signals {
+    fn install() -> std::io::Result<Signals> {
         use tokio::signal::unix::{signal, SignalKind};
-        let listen = |kind: i32| signal(SignalKind::from_raw(kind));
-        let (Ok(mut int), Ok(mut term), Ok(mut hup), Ok(mut ttin), Ok(mut ttou), Ok(mut usr1), Ok(mut usr2)) = (
-            listen(libc_signal::SIGINT),
-            listen(libc_signal::SIGTERM),
-            listen(libc_signal::SIGHUP),
-            listen(libc_signal::SIGTTIN),
-            listen(libc_signal::SIGTTOU),
-            listen(libc_signal::SIGUSR1),
-            listen(libc_signal::SIGUSR2),
-        ) else {
-            return (ExitCode::from(1), false);
-        };
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let streams = runtime.block_on(async {
+            let listen = |kind: i32| signal(SignalKind::from_raw(kind));
+            Ok::<_, std::io::Error>([
+                listen(libc_signal::SIGINT)?,
+                listen(libc_signal::SIGTERM)?,
+                listen(libc_signal::SIGHUP)?,
+                listen(libc_signal::SIGTTIN)?,
+                listen(libc_signal::SIGTTOU)?,
+                listen(libc_signal::SIGUSR1)?,
+                listen(libc_signal::SIGUSR2)?,
+            ])
+        })?;
+        Ok(Signals { runtime, streams })
+    }
+}
+
+fn wait_for_signal(
+    signals: Signals,
+    proxy: &mut nc_proxy::RunningProxy,
+    opts: &Options,
+) -> (ExitCode, bool) {
+    let Signals { runtime, streams } = signals;
+    runtime.block_on(async {
+        let [mut int, mut term, mut hup, mut ttin, mut ttou, mut usr1, mut usr2] = streams;
         loop {
             tokio::select! {
                 _ = int.recv() => {
@@ -174,12 +196,12 @@ fn wait_for_signal(proxy: &mut nc_proxy::RunningProxy, opts: &Options) -> (ExitC
                 _ = ttin.recv() => {
                     log::notice(format_args!("signal 21 (SIGTTIN) received, up logging level"));
                     log::set_level(log::level().saturating_add(1));
-                    log::notice(format_args!("up log level to {}", log::level()));
+                    log::always(format_args!("up log level to {}", log::level()));
                 }
                 _ = ttou.recv() => {
                     log::notice(format_args!("signal 22 (SIGTTOU) received, down logging level"));
                     log::set_level(log::level().saturating_sub(1));
-                    log::notice(format_args!("down log level to {}", log::level()));
+                    log::always(format_args!("down log level to {}", log::level()));
                 }
                 _ = usr1.recv() => {
                     log::notice(format_args!("signal 10 (SIGUSR1) received, reloading configuration"));

@@ -62,6 +62,11 @@ pub fn log(level: u8, args: fmt::Arguments<'_>) {
     }
 }
 
+/// Logged whatever the level (nutcracker's `loga`).
+pub fn always(args: fmt::Arguments<'_>) {
+    log(LOG_EMERG, args);
+}
+
 pub fn error(args: fmt::Arguments<'_>) {
     log(LOG_ERR, args);
 }
