@@ -56,7 +56,8 @@ pub(crate) async fn serve(stream: Stream, handle: Rc<PoolHandle>) {
     let registration = pool.worker.register(&shared);
     let mut client = Client {
         stream,
-        rbuf: BytesMut::with_capacity(READ_CHUNK),
+        // Allocated on the first read: idle clients cost no buffer.
+        rbuf: BytesMut::new(),
         shared: shared.clone(),
         generation: handle.generation(),
         handle,
@@ -141,8 +142,9 @@ impl Client {
             let rbuf = &mut self.rbuf;
             let mut got = 0;
             let result = self.stream.try_io(Interest::READABLE, || {
-                got = crate::sys::read_into(fd, rbuf, READ_CHUNK)?;
-                if got > 0 && rbuf.capacity() > rbuf.len() {
+                let read = crate::sys::read_into(fd, rbuf, READ_CHUNK)?;
+                got = read.bytes;
+                if got > 0 && read.drained {
                     // A short read drained the socket: wait for the next edge.
                     return Err(io::ErrorKind::WouldBlock.into());
                 }

@@ -128,6 +128,10 @@ impl ClientShared {
         q.slots.clear();
     }
 
+    pub(crate) fn is_closed(&self) -> bool {
+        self.queue.borrow().closed
+    }
+
     /// Error replies synthesized since the last call (for `forward_error`).
     pub(crate) fn take_forward_errors(&self) -> u64 {
         self.forward_errors.replace(0)

@@ -394,9 +394,10 @@ impl ServerIo {
             let rbuf = &mut self.rbuf;
             let mut got = 0;
             let result = self.stream.try_io(Interest::READABLE, || {
-                got = crate::sys::read_into(fd, rbuf, READ_CHUNK)?;
+                let read = crate::sys::read_into(fd, rbuf, READ_CHUNK)?;
+                got = read.bytes;
                 // A short read drained the socket: wait for the next edge.
-                if got > 0 && rbuf.capacity() > rbuf.len() {
+                if got > 0 && read.drained {
                     return Err(io::ErrorKind::WouldBlock.into());
                 }
                 Ok(())
@@ -446,6 +447,9 @@ impl ServerIo {
             stats.out_queue.sub(1);
             stats.out_queue_bytes.sub(req.data.len() as u64);
             match req.owner {
+                // A reply for a client that is gone is swallowed before it
+                // counts (nutcracker's rsp_filter runs before rsp_forward).
+                Owner::Client { client, .. } if client.is_closed() => {}
                 Owner::Client { client, seq, frag } => {
                     ctx.health.ok();
                     stats.responses.incr();

@@ -11,25 +11,61 @@ use std::os::fd::{AsRawFd, BorrowedFd};
 
 use bytes::BytesMut;
 
-/// Reads once into the spare capacity of `buf` (reserving `min_free` bytes
-/// first) and extends its length by what was read.
+/// What one read did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Read {
+    pub(crate) bytes: usize,
+    /// Fewer bytes than offered: the socket is drained for now.
+    pub(crate) drained: bool,
+}
+
+/// Bytes of the stack buffer used for a connection's first read.
+const FIRST_READ: usize = 4096;
+
+/// Reads once into `buf` and extends its length by what was read.
+///
+/// While `buf` has no allocation yet (a new or idle connection) the read goes
+/// to a small stack buffer first, so a connection that never sends, or a
+/// stale readiness that reads nothing, costs no buffer. After that it reads
+/// into the spare capacity, reserving `min_free` bytes first.
 pub(crate) fn read_into(
     fd: BorrowedFd<'_>,
     buf: &mut BytesMut,
     min_free: usize,
-) -> io::Result<usize> {
+) -> io::Result<Read> {
+    if buf.capacity() == 0 {
+        let mut first = [0u8; FIRST_READ];
+        // SAFETY: `first` is a valid writable buffer of FIRST_READ bytes.
+        let n = unsafe { libc::read(fd.as_raw_fd(), first.as_mut_ptr().cast(), FIRST_READ) };
+        if n < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let n = n as usize;
+        if n > 0 {
+            buf.reserve(min_free.max(n));
+            buf.extend_from_slice(&first[..n]);
+        }
+        return Ok(Read {
+            bytes: n,
+            drained: n < FIRST_READ,
+        });
+    }
     buf.reserve(min_free);
     let spare = buf.spare_capacity_mut();
+    let offered = spare.len();
     // SAFETY: `spare` is valid writable memory of `spare.len()` bytes owned by
     // `buf`; read(2) writes at most that many bytes into it.
-    let n = unsafe { libc::read(fd.as_raw_fd(), spare.as_mut_ptr().cast(), spare.len()) };
+    let n = unsafe { libc::read(fd.as_raw_fd(), spare.as_mut_ptr().cast(), offered) };
     if n < 0 {
         return Err(io::Error::last_os_error());
     }
     let n = n as usize;
     // SAFETY: the kernel initialised the first `n` bytes of the spare capacity.
     unsafe { buf.set_len(buf.len() + n) };
-    Ok(n)
+    Ok(Read {
+        bytes: n,
+        drained: n < offered,
+    })
 }
 
 /// One `writev(2)`. At most `IOV_MAX` slices are passed by the callers.
