@@ -91,20 +91,54 @@ impl CommandSpec {
 /// The longest command name in the table; longer names cannot match.
 const MAX_NAME_LEN: usize = 17;
 
+/// A name packed big-endian into 24 zero-padded bytes: comparing packed keys
+/// as integers orders them like the names (no name contains a NUL), so a
+/// lookup is a binary search over integers instead of memcmp calls.
+type Packed = [u64; 3];
+
+const fn pack(name: &[u8]) -> Packed {
+    let mut bytes = [0u8; 24];
+    let mut i = 0;
+    while i < name.len() && i < 24 {
+        bytes[i] = name[i].to_ascii_lowercase();
+        i += 1;
+    }
+    let mut words = [0u64; 3];
+    let mut w = 0;
+    while w < 3 {
+        let mut k = 0;
+        while k < 8 {
+            words[w] = (words[w] << 8) | bytes[w * 8 + k] as u64;
+            k += 1;
+        }
+        w += 1;
+    }
+    words
+}
+
+const fn pack_table() -> [Packed; COMMANDS.len()] {
+    let mut out = [[0u64; 3]; COMMANDS.len()];
+    let mut i = 0;
+    while i < COMMANDS.len() {
+        out[i] = pack(COMMANDS[i].name.as_bytes());
+        i += 1;
+    }
+    out
+}
+
+/// `COMMANDS`' names, packed, in the same (sorted) order.
+static PACKED: [Packed; COMMANDS.len()] = pack_table();
+
 /// Finds a command by name, case-insensitively, without allocating.
+#[inline]
 pub fn lookup(name: &[u8]) -> Option<&'static CommandSpec> {
     if name.is_empty() || name.len() > MAX_NAME_LEN {
         return None;
     }
-    let mut lower = [0u8; MAX_NAME_LEN];
-    for (dst, src) in lower.iter_mut().zip(name) {
-        *dst = src.to_ascii_lowercase();
-    }
-    let lower = &lower[..name.len()];
-    COMMANDS
-        .binary_search_by(|spec| spec.name.as_bytes().cmp(lower))
-        .ok()
-        .map(|i| &COMMANDS[i])
+    let key = pack(name);
+    let spec = &COMMANDS[PACKED.binary_search(&key).ok()?];
+    // Zero padding would let "get\0" pack like "get"; lengths tell them apart.
+    (spec.name.len() == name.len()).then_some(spec)
 }
 
 #[cfg(test)]
@@ -125,6 +159,21 @@ mod tests {
             assert_eq!(spec.name, spec.name.to_ascii_lowercase());
             assert!(spec.name.len() <= MAX_NAME_LEN);
         }
+    }
+
+    #[test]
+    fn packed_keys_keep_the_name_order() {
+        for pair in PACKED.windows(2) {
+            assert!(pair[0] < pair[1]);
+        }
+        for spec in COMMANDS.iter() {
+            assert_eq!(
+                lookup(spec.name.to_ascii_uppercase().as_bytes()),
+                Some(spec)
+            );
+        }
+        // A NUL cannot make a prefix match a longer name.
+        assert!(lookup(b"get\0").is_none());
     }
 
     #[test]

@@ -35,6 +35,12 @@ const DEPTH_CAP: usize = 128;
 
 /// Scans the reply at the start of `buf`.
 pub fn parse_reply(buf: &[u8], limits: &Limits) -> Result<Reply, ParseError> {
+    // Most replies are scalars: no nesting stack to set up for them.
+    let (first, next) = scan_one(buf, 0, limits)?;
+    match first {
+        ReplyKind::Array(n) if n > 0 => {}
+        kind => return Ok(Reply { len: next, kind }),
+    }
     let max_depth = limits.max_depth.min(DEPTH_CAP);
     // remaining[d] = elements still expected by the array open at depth d.
     let mut remaining = [0usize; DEPTH_CAP];
