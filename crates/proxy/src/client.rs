@@ -3,16 +3,14 @@
 //! the send chain strictly in request order.
 
 use std::future::poll_fn;
-use std::io;
 use std::rc::Rc;
 use std::task::{Context, Poll};
 
 use bytes::{Bytes, BytesMut};
 use nc_protocol::resp::{self, FragmentKind, ParseError, Request, Special};
-use tokio::io::Interest;
 use tokio::time::Instant;
 
-use crate::chain::{self, Sent};
+use crate::chain::Sent;
 use crate::errno::{errno_of, redis_error_reply};
 use crate::log;
 use crate::pool::Pool;
@@ -131,49 +129,24 @@ impl Client {
         if self.eof || self.quit || self.shared.outstanding() >= MAX_OUTSTANDING {
             return Ok(());
         }
-        // Until data is read or the readiness poll registers our waker.
-        loop {
-            match self.stream.poll_read_ready(cx) {
-                Poll::Pending => return Ok(()),
-                Poll::Ready(Err(_)) => return Err(End::Error),
-                Poll::Ready(Ok(())) => {}
-            }
-            let fd = self.stream.fd();
-            let rbuf = &mut self.rbuf;
-            let mut got = 0;
-            let result = self.stream.try_io(Interest::READABLE, || {
-                let read = crate::sys::read_into(fd, rbuf, READ_CHUNK)?;
-                got = read.bytes;
-                if got > 0 && read.drained {
-                    // A short read drained the socket: wait for the next edge.
-                    return Err(io::ErrorKind::WouldBlock.into());
-                }
+        match self.stream.poll_read_into(cx, &mut self.rbuf, READ_CHUNK) {
+            Poll::Pending => Ok(()),
+            Poll::Ready(Ok(0)) => {
+                self.eof = true;
+                *progress = true;
                 Ok(())
-            });
-            match result {
-                Ok(()) if got == 0 => {
-                    self.eof = true;
-                    *progress = true;
-                    return Ok(());
-                }
-                Ok(()) => {}
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock && got > 0 => {}
-                Err(e)
-                    if e.kind() == io::ErrorKind::WouldBlock
-                        || e.kind() == io::ErrorKind::Interrupted =>
-                {
-                    continue
-                }
-                Err(e) => {
-                    log::debug(format_args!(
-                        "recv on client failed: {}",
-                        crate::errno::strerror(errno_of(&e))
-                    ));
-                    return Err(End::Error);
-                }
             }
-            *progress = true;
-            return self.parse_requests();
+            Poll::Ready(Ok(_)) => {
+                *progress = true;
+                self.parse_requests()
+            }
+            Poll::Ready(Err(e)) => {
+                log::debug(format_args!(
+                    "recv on client failed: {}",
+                    crate::errno::strerror(errno_of(&e))
+                ));
+                Err(End::Error)
+            }
         }
     }
 
@@ -333,35 +306,16 @@ impl Client {
             {
                 return Ok(());
             }
-            match self.stream.poll_write_ready(cx) {
-                Poll::Pending => return Ok(()),
-                Poll::Ready(Err(_)) => return Err(End::Error),
-                Poll::Ready(Ok(())) => {}
-            }
-            let fd = self.stream.fd();
             let opts = &self.pool.send;
             let stats = &self.pool.stats().client_send;
-            let offset = &mut self.send_offset;
-            let mut sent = Sent::Idle;
-            let result = self.shared.with_send_queue(|q| {
-                self.stream.try_io(Interest::WRITABLE, || {
-                    sent = chain::send_once(fd, q, offset, opts, stats)?;
-                    match sent {
-                        Sent::Short => Err(io::ErrorKind::WouldBlock.into()),
-                        _ => Ok(()),
-                    }
-                })
-            });
-            match result {
-                Ok(()) => *progress = true,
-                // Short write or stale readiness: loop to register for the next edge.
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    if sent == Sent::Short {
-                        *progress = true;
-                    }
-                }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(_) => return Err(End::Error),
+            let (stream, offset) = (&self.stream, &mut self.send_offset);
+            match self
+                .shared
+                .with_send_queue(|q| stream.poll_send_once(cx, q, offset, opts, stats))
+            {
+                Poll::Pending | Poll::Ready(Ok(Sent::Idle)) => return Ok(()),
+                Poll::Ready(Ok(_)) => *progress = true,
+                Poll::Ready(Err(_)) => return Err(End::Error),
             }
         }
     }

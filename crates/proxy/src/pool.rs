@@ -73,6 +73,19 @@ pub(crate) fn server_failure(ctx: &ServerCtx) {
     ));
 }
 
+/// The pool's continuum over the servers marked live.
+fn build_continuum(config: &nc_config::Pool, live: &[bool]) -> Continuum {
+    let specs: Vec<ServerSpec<'_>> = config
+        .servers
+        .iter()
+        .map(|s| ServerSpec {
+            name: s.name.as_bytes(),
+            weight: s.weight,
+        })
+        .collect();
+    Continuum::build(config.distribution, &specs, live)
+}
+
 pub(crate) struct ServerSlot {
     ctx: Rc<ServerCtx>,
     /// `server_connections` connections, used round-robin.
@@ -106,16 +119,8 @@ impl Pool {
         worker: Rc<crate::worker::WorkerCtx>,
     ) -> Pool {
         let send = SendOpts::from_pool(&config);
-        let specs: Vec<ServerSpec<'_>> = config
-            .servers
-            .iter()
-            .map(|s| ServerSpec {
-                name: s.name.as_bytes(),
-                weight: s.weight,
-            })
-            .collect();
-        let live = vec![true; specs.len()];
-        let continuum = RefCell::new(Continuum::build(config.distribution, &specs, &live));
+        let live = vec![true; config.servers.len()];
+        let continuum = RefCell::new(build_continuum(&config, &live));
         let ejection = Rc::new(Ejection {
             policy: config.auto_eject_hosts.then(|| {
                 (
@@ -193,16 +198,7 @@ impl Pool {
                 None => true,
             })
             .collect();
-        let specs: Vec<ServerSpec<'_>> = self
-            .config
-            .servers
-            .iter()
-            .map(|s| ServerSpec {
-                name: s.name.as_bytes(),
-                weight: s.weight,
-            })
-            .collect();
-        *self.continuum.borrow_mut() = Continuum::build(self.config.distribution, &specs, &live);
+        *self.continuum.borrow_mut() = build_continuum(&self.config, &live);
         self.ejection.next_rebuild.set(next);
     }
 

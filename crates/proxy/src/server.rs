@@ -8,7 +8,6 @@
 use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::future::{poll_fn, Future};
-use std::io;
 use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -18,11 +17,10 @@ use bytes::{Bytes, BytesMut};
 use nc_config::ServerAddr;
 use nc_protocol::resp::{self, ReplyKind};
 use nc_protocol::Limits;
-use tokio::io::Interest;
 use tokio::net::{TcpStream, UnixStream};
 use tokio::time::{Instant, Sleep};
 
-use crate::chain::{self, SendOpts, SendQueue, Sent};
+use crate::chain::{SendOpts, SendQueue, Sent};
 use crate::errno::{errno_of, Errno};
 use crate::log;
 use crate::replies::ClientShared;
@@ -337,42 +335,19 @@ impl ServerIo {
             if conn.queues.borrow().inq.is_empty() {
                 return Ok(());
             }
-            match self.stream.poll_write_ready(cx) {
-                Poll::Pending => return Ok(()),
-                Poll::Ready(Err(e)) => return Err(Close::Error(errno_of(&e))),
-                Poll::Ready(Ok(())) => {}
-            }
             let stats = conn.ctx.stats();
             let mut q = conn.queues.borrow_mut();
             let q = &mut *q;
             let mut offset = q.send_offset;
             let mut view = SendView { q, stats };
-            let fd = self.stream.fd();
-            let mut sent = Sent::Idle;
-            let result = self.stream.try_io(Interest::WRITABLE, || {
-                sent = chain::send_once(fd, &mut view, &mut offset, &conn.ctx.send, &stats.send)?;
-                match sent {
-                    // A short write means the socket buffer is full: clear the
-                    // readiness and wait for the next edge, as nutcracker does.
-                    Sent::Short => Err(io::ErrorKind::WouldBlock.into()),
-                    _ => Ok(()),
-                }
-            });
+            let result =
+                self.stream
+                    .poll_send_once(cx, &mut view, &mut offset, &conn.ctx.send, &stats.send);
             view.q.send_offset = offset;
             match result {
-                Ok(()) => {
-                    *progress = true;
-                    if sent == Sent::Idle {
-                        return Ok(());
-                    }
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    if sent == Sent::Short {
-                        *progress = true;
-                    }
-                }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(Close::Error(errno_of(&e))),
+                Poll::Pending | Poll::Ready(Ok(Sent::Idle)) => return Ok(()),
+                Poll::Ready(Ok(_)) => *progress = true,
+                Poll::Ready(Err(e)) => return Err(Close::Error(errno_of(&e))),
             }
         }
     }
@@ -383,39 +358,14 @@ impl ServerIo {
         conn: &ServerConn,
         progress: &mut bool,
     ) -> Result<(), Close> {
-        // Until data is read or the readiness poll registers our waker.
-        loop {
-            match self.stream.poll_read_ready(cx) {
-                Poll::Pending => return Ok(()),
-                Poll::Ready(Err(e)) => return Err(Close::Error(errno_of(&e))),
-                Poll::Ready(Ok(())) => {}
+        match self.stream.poll_read_into(cx, &mut self.rbuf, READ_CHUNK) {
+            Poll::Pending => Ok(()),
+            Poll::Ready(Ok(0)) => Err(Close::Eof),
+            Poll::Ready(Ok(_)) => {
+                *progress = true;
+                self.dispatch_replies(conn)
             }
-            let fd = self.stream.fd();
-            let rbuf = &mut self.rbuf;
-            let mut got = 0;
-            let result = self.stream.try_io(Interest::READABLE, || {
-                let read = crate::sys::read_into(fd, rbuf, READ_CHUNK)?;
-                got = read.bytes;
-                // A short read drained the socket: wait for the next edge.
-                if got > 0 && read.drained {
-                    return Err(io::ErrorKind::WouldBlock.into());
-                }
-                Ok(())
-            });
-            match result {
-                Ok(()) if got == 0 => return Err(Close::Eof),
-                Ok(()) => {}
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock && got > 0 => {}
-                Err(e)
-                    if e.kind() == io::ErrorKind::WouldBlock
-                        || e.kind() == io::ErrorKind::Interrupted =>
-                {
-                    continue
-                }
-                Err(e) => return Err(Close::Error(errno_of(&e))),
-            }
-            *progress = true;
-            return self.dispatch_replies(conn);
+            Poll::Ready(Err(e)) => Err(Close::Error(errno_of(&e))),
         }
     }
 

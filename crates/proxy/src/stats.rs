@@ -99,108 +99,184 @@ impl PoolStats {
     }
 }
 
+/// How a field's per-worker values combine and how it is exposed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kind {
+    Counter,
+    Gauge,
+    /// Microseconds since the epoch; the latest across workers wins.
+    Timestamp,
+}
+
+/// One stats field: its JSON name (nutcracker's), kind, `-D` text and value.
+pub(crate) struct Field<T> {
+    pub(crate) name: &'static str,
+    pub(crate) kind: Kind,
+    pub(crate) help: &'static str,
+    pub(crate) get: fn(&T) -> u64,
+}
+
+macro_rules! field {
+    ($name:ident, $kind:ident, $help:expr, $($path:ident).+) => {
+        Field { name: stringify!($name), kind: Kind::$kind, help: $help, get: |s| s.$($path).+.get() }
+    };
+}
+
+/// Pool fields in nutcracker's JSON order, then ncproxy's reply send path.
+pub(crate) const POOL_FIELDS: [Field<PoolStats>; 10] = [
+    field!(
+        client_eof,
+        Counter,
+        "# eof on client connections",
+        client_eof
+    ),
+    field!(
+        client_err,
+        Counter,
+        "# errors on client connections",
+        client_err
+    ),
+    field!(
+        client_connections,
+        Gauge,
+        "# active client connections",
+        client_connections
+    ),
+    field!(
+        server_ejects,
+        Counter,
+        "# times backend server was ejected",
+        server_ejects
+    ),
+    field!(
+        forward_error,
+        Counter,
+        "# times we encountered a forwarding error",
+        forward_error
+    ),
+    field!(
+        fragments,
+        Counter,
+        "# fragments created from a multi-vector request",
+        fragments
+    ),
+    field!(
+        client_send_syscalls,
+        Counter,
+        "# send syscalls (write/writev) carrying replies to clients [ncproxy]",
+        client_send.syscalls
+    ),
+    field!(
+        client_send_iovecs,
+        Counter,
+        "# buffers passed in those send syscalls [ncproxy]",
+        client_send.iovecs
+    ),
+    field!(
+        client_send_bytes,
+        Counter,
+        "total reply bytes written to clients [ncproxy]",
+        client_send.bytes
+    ),
+    field!(
+        client_send_partial,
+        Counter,
+        "# reply send syscalls that wrote less than offered [ncproxy]",
+        client_send.partial
+    ),
+];
+
+/// Server fields in nutcracker's JSON order, then ncproxy's request send path.
+pub(crate) const SERVER_FIELDS: [Field<ServerStats>; 17] = [
+    field!(
+        server_eof,
+        Counter,
+        "# eof on server connections",
+        server_eof
+    ),
+    field!(
+        server_err,
+        Counter,
+        "# errors on server connections",
+        server_err
+    ),
+    field!(
+        server_timedout,
+        Counter,
+        "# timeouts on server connections",
+        server_timedout
+    ),
+    field!(
+        server_connections,
+        Gauge,
+        "# active server connections",
+        server_connections
+    ),
+    field!(
+        server_ejected_at,
+        Timestamp,
+        "timestamp when server was ejected in usec since epoch",
+        server_ejected_at
+    ),
+    field!(requests, Counter, "# requests", requests),
+    field!(request_bytes, Counter, "total request bytes", request_bytes),
+    field!(responses, Counter, "# responses", responses),
+    field!(
+        response_bytes,
+        Counter,
+        "total response bytes",
+        response_bytes
+    ),
+    field!(in_queue, Gauge, "# requests in incoming queue", in_queue),
+    field!(
+        in_queue_bytes,
+        Gauge,
+        "current request bytes in incoming queue",
+        in_queue_bytes
+    ),
+    field!(out_queue, Gauge, "# requests in outgoing queue", out_queue),
+    field!(
+        out_queue_bytes,
+        Gauge,
+        "current request bytes in outgoing queue",
+        out_queue_bytes
+    ),
+    field!(
+        send_syscalls,
+        Counter,
+        "# send syscalls (write/writev) carrying requests to the server [ncproxy]",
+        send.syscalls
+    ),
+    field!(
+        send_iovecs,
+        Counter,
+        "# buffers passed in those send syscalls [ncproxy]",
+        send.iovecs
+    ),
+    field!(
+        send_bytes,
+        Counter,
+        "total request bytes written to the server [ncproxy]",
+        send.bytes
+    ),
+    field!(
+        send_partial,
+        Counter,
+        "# request send syscalls that wrote less than offered [ncproxy]",
+        send.partial
+    ),
+];
+
 /// The `-D` text in nutcracker's format: every stats field and its meaning,
-/// nutcracker's lines first, then ncproxy's send-path additions. (The type
-/// column is kept in the table for the Prometheus endpoint.)
+/// nutcracker's lines first, then ncproxy's send-path additions.
 pub fn describe() -> String {
-    const POOL: &[(&str, &str, &str)] = &[
-        ("client_eof", "counter", "# eof on client connections"),
-        ("client_err", "counter", "# errors on client connections"),
-        ("client_connections", "gauge", "# active client connections"),
-        (
-            "server_ejects",
-            "counter",
-            "# times backend server was ejected",
-        ),
-        (
-            "forward_error",
-            "counter",
-            "# times we encountered a forwarding error",
-        ),
-        (
-            "fragments",
-            "counter",
-            "# fragments created from a multi-vector request",
-        ),
-        (
-            "client_send_syscalls",
-            "counter",
-            "# send syscalls (write/writev) carrying replies to clients [ncproxy]",
-        ),
-        (
-            "client_send_iovecs",
-            "counter",
-            "# buffers passed in those send syscalls [ncproxy]",
-        ),
-        (
-            "client_send_bytes",
-            "counter",
-            "total reply bytes written to clients [ncproxy]",
-        ),
-        (
-            "client_send_partial",
-            "counter",
-            "# reply send syscalls that wrote less than offered [ncproxy]",
-        ),
-    ];
-    const SERVER: &[(&str, &str, &str)] = &[
-        ("server_eof", "counter", "# eof on server connections"),
-        ("server_err", "counter", "# errors on server connections"),
-        (
-            "server_timedout",
-            "counter",
-            "# timeouts on server connections",
-        ),
-        ("server_connections", "gauge", "# active server connections"),
-        (
-            "server_ejected_at",
-            "timestamp",
-            "timestamp when server was ejected in usec since epoch",
-        ),
-        ("requests", "counter", "# requests"),
-        ("request_bytes", "counter", "total request bytes"),
-        ("responses", "counter", "# responses"),
-        ("response_bytes", "counter", "total response bytes"),
-        ("in_queue", "gauge", "# requests in incoming queue"),
-        (
-            "in_queue_bytes",
-            "gauge",
-            "current request bytes in incoming queue",
-        ),
-        ("out_queue", "gauge", "# requests in outgoing queue"),
-        (
-            "out_queue_bytes",
-            "gauge",
-            "current request bytes in outgoing queue",
-        ),
-        (
-            "send_syscalls",
-            "counter",
-            "# send syscalls (write/writev) carrying requests to the server [ncproxy]",
-        ),
-        (
-            "send_iovecs",
-            "counter",
-            "# buffers passed in those send syscalls [ncproxy]",
-        ),
-        (
-            "send_bytes",
-            "counter",
-            "total request bytes written to the server [ncproxy]",
-        ),
-        (
-            "send_partial",
-            "counter",
-            "# request send syscalls that wrote less than offered [ncproxy]",
-        ),
-    ];
     let mut out = String::from("pool stats:\n");
-    for (name, _kind, text) in POOL {
-        out.push_str(&format!("  {name:<20}\"{text}\"\n"));
+    for field in &POOL_FIELDS {
+        out.push_str(&format!("  {:<20}\"{}\"\n", field.name, field.help));
     }
     out.push_str("\nserver stats:\n");
-    for (name, _kind, text) in SERVER {
-        out.push_str(&format!("  {name:<20}\"{text}\"\n"));
+    for field in &SERVER_FIELDS {
+        out.push_str(&format!("  {:<20}\"{}\"\n", field.name, field.help));
     }
     out
 }

@@ -13,7 +13,7 @@ use nc_config::Config;
 use tokio::io::AsyncWriteExt;
 use tokio::sync::oneshot;
 
-use crate::stats::{PoolStats, SendStats, ServerStats, WorkerStats};
+use crate::stats::{Field, Kind, PoolStats, ServerStats, WorkerStats, POOL_FIELDS, SERVER_FIELDS};
 
 /// The pools being counted: replaced as a whole on reload.
 pub(crate) struct StatsLayout {
@@ -48,21 +48,30 @@ impl StatsSource {
 }
 
 impl StatsLayout {
-    /// Sums `f` over every worker's counters of pool `p`.
-    fn sum(&self, p: usize, f: impl Fn(&PoolStats) -> u64) -> u64 {
-        self.pools[p]
-            .iter()
-            .map(|s| f(s))
-            .fold(0u64, u64::wrapping_add)
+    /// A pool field over every worker: summed, or the latest timestamp.
+    fn pool_value(&self, p: usize, field: &Field<PoolStats>) -> u64 {
+        combine(field.kind, self.pools[p].iter().map(|s| (field.get)(s)))
     }
 
-    fn max(&self, p: usize, f: impl Fn(&PoolStats) -> u64) -> u64 {
-        self.pools[p].iter().map(|s| f(s)).max().unwrap_or(0)
+    fn server_value(&self, p: usize, i: usize, field: &Field<ServerStats>) -> u64 {
+        combine(
+            field.kind,
+            self.pools[p].iter().map(|s| (field.get)(&s.servers[i])),
+        )
+    }
+}
+
+/// Combines one field's per-worker values. Gauges are sums of wrapping
+/// increments and decrements, so they are summed like counters.
+fn combine(kind: Kind, values: impl Iterator<Item = u64>) -> u64 {
+    match kind {
+        Kind::Timestamp => values.max().unwrap_or(0),
+        Kind::Counter | Kind::Gauge => values.fold(0u64, u64::wrapping_add),
     }
 }
 
 impl StatsSource {
-    /// The stats document, with its trailing newline.
+    /// The stats document in nutcracker's layout, with its trailing newline.
     pub(crate) fn json(&self) -> String {
         let mut out = String::with_capacity(1024);
         let timestamp = SystemTime::now()
@@ -79,76 +88,31 @@ impl StatsSource {
             self.sum(|w| w.curr_connections.get()),
         );
         let layout = self.layout();
+        // nutcracker separates the first pool (and a pool's first server) with
+        // ", " and the following ones with ",".
+        let separator = |i: usize| if i == 0 { ", " } else { "," };
         for (p, pool) in layout.config.pools.iter().enumerate() {
-            let _ = write!(
-                out,
-                "{}\"{}\": {{",
-                if p == 0 { ", " } else { "," },
-                pool.name
-            );
-            let pool_field = |f: &dyn Fn(&PoolStats) -> u64| layout.sum(p, f);
-            let fields: [(&str, u64); 6] = [
-                ("client_eof", pool_field(&|s| s.client_eof.get())),
-                ("client_err", pool_field(&|s| s.client_err.get())),
-                (
-                    "client_connections",
-                    pool_field(&|s| s.client_connections.get()),
-                ),
-                ("server_ejects", pool_field(&|s| s.server_ejects.get())),
-                ("forward_error", pool_field(&|s| s.forward_error.get())),
-                ("fragments", pool_field(&|s| s.fragments.get())),
-            ];
-            write_fields(&mut out, &fields);
-            let send = |f: &dyn Fn(&SendStats) -> u64| pool_field(&|s| f(&s.client_send));
-            let extra: [(&str, u64); 4] = [
-                ("client_send_syscalls", send(&|s| s.syscalls.get())),
-                ("client_send_iovecs", send(&|s| s.iovecs.get())),
-                ("client_send_bytes", send(&|s| s.bytes.get())),
-                ("client_send_partial", send(&|s| s.partial.get())),
-            ];
-            out.push_str(", ");
-            write_fields(&mut out, &extra);
-            for (i, server) in pool.servers.iter().enumerate() {
-                let server_field =
-                    |f: &dyn Fn(&ServerStats) -> u64| layout.sum(p, |s| f(&s.servers[i]));
+            let _ = write!(out, "{}\"{}\": {{", separator(p), pool.name);
+            for (k, field) in POOL_FIELDS.iter().enumerate() {
                 let _ = write!(
                     out,
-                    "{}\"{}\": {{",
-                    if i == 0 { ", " } else { "," },
-                    server.name
+                    "{}\"{}\":{}",
+                    if k == 0 { "" } else { ", " },
+                    field.name,
+                    layout.pool_value(p, field) as i64
                 );
-                let fields: [(&str, u64); 17] = [
-                    ("server_eof", server_field(&|s| s.server_eof.get())),
-                    ("server_err", server_field(&|s| s.server_err.get())),
-                    (
-                        "server_timedout",
-                        server_field(&|s| s.server_timedout.get()),
-                    ),
-                    (
-                        "server_connections",
-                        server_field(&|s| s.server_connections.get()),
-                    ),
-                    (
-                        "server_ejected_at",
-                        layout.max(p, |s| s.servers[i].server_ejected_at.get()),
-                    ),
-                    ("requests", server_field(&|s| s.requests.get())),
-                    ("request_bytes", server_field(&|s| s.request_bytes.get())),
-                    ("responses", server_field(&|s| s.responses.get())),
-                    ("response_bytes", server_field(&|s| s.response_bytes.get())),
-                    ("in_queue", server_field(&|s| s.in_queue.get())),
-                    ("in_queue_bytes", server_field(&|s| s.in_queue_bytes.get())),
-                    ("out_queue", server_field(&|s| s.out_queue.get())),
-                    (
-                        "out_queue_bytes",
-                        server_field(&|s| s.out_queue_bytes.get()),
-                    ),
-                    ("send_syscalls", server_field(&|s| s.send.syscalls.get())),
-                    ("send_iovecs", server_field(&|s| s.send.iovecs.get())),
-                    ("send_bytes", server_field(&|s| s.send.bytes.get())),
-                    ("send_partial", server_field(&|s| s.send.partial.get())),
-                ];
-                write_fields(&mut out, &fields);
+            }
+            for (i, server) in pool.servers.iter().enumerate() {
+                let _ = write!(out, "{}\"{}\": {{", separator(i), server.name);
+                for (k, field) in SERVER_FIELDS.iter().enumerate() {
+                    let value = layout.server_value(p, i, field) as i64;
+                    let _ = write!(
+                        out,
+                        "{}\"{}\":{value}",
+                        if k == 0 { "" } else { ", " },
+                        field.name
+                    );
+                }
                 out.push('}');
             }
             out.push('}');
@@ -156,248 +120,71 @@ impl StatsSource {
         out.push_str("}\n");
         out
     }
-}
 
-fn write_fields(out: &mut String, fields: &[(&str, u64)]) {
-    for (i, (name, value)) in fields.iter().enumerate() {
-        if i > 0 {
-            out.push_str(", ");
-        }
-        let _ = write!(out, "\"{name}\":{}", *value as i64);
-    }
-}
-
-impl StatsSource {
     /// The same counters in the Prometheus text exposition format.
     pub(crate) fn prometheus(&self) -> String {
         let mut out = String::with_capacity(4096);
         let mut family =
             |name: &str,
-             kind: &str,
+             kind: Kind,
              help: &str,
              samples: &mut dyn Iterator<Item = (String, u64)>| {
-                let _ = writeln!(out, "# HELP ncproxy_{name} {help}");
-                let _ = writeln!(out, "# TYPE ncproxy_{name} {kind}");
+                let (suffix, kind) = match kind {
+                    Kind::Counter => ("_total", "counter"),
+                    Kind::Gauge => ("", "gauge"),
+                    Kind::Timestamp => ("_microseconds", "gauge"),
+                };
+                let help = help.trim_start_matches("# ").trim_end_matches(" [ncproxy]");
+                let _ = writeln!(out, "# HELP ncproxy_{name}{suffix} {help}");
+                let _ = writeln!(out, "# TYPE ncproxy_{name}{suffix} {kind}");
                 for (labels, value) in samples {
-                    let _ = writeln!(out, "ncproxy_{name}{labels} {}", value as i64);
+                    let _ = writeln!(out, "ncproxy_{name}{suffix}{labels} {}", value as i64);
                 }
             };
         let one = |v: u64| std::iter::once((String::new(), v));
         family(
             "uptime_seconds",
-            "gauge",
-            "Seconds since start",
+            Kind::Gauge,
+            "seconds since start",
             &mut one(self.started.elapsed().as_secs()),
         );
         family(
-            "connections_total",
-            "counter",
-            "Connections ever created (clients, servers, listeners)",
+            "connections",
+            Kind::Counter,
+            "connections ever created (clients, servers, listeners)",
             &mut one(self.sum(|w| w.total_connections.get())),
         );
         family(
-            "connections",
-            "gauge",
-            "Connections open now",
+            "curr_connections",
+            Kind::Gauge,
+            "connections open now",
             &mut one(self.sum(|w| w.curr_connections.get())),
         );
-        type PoolGetter = fn(&PoolStats) -> u64;
-        let pool_metrics: [(&str, &str, &str, PoolGetter); 10] = [
-            (
-                "client_eof_total",
-                "counter",
-                "EOF on client connections",
-                |s| s.client_eof.get(),
-            ),
-            (
-                "client_err_total",
-                "counter",
-                "Errors on client connections",
-                |s| s.client_err.get(),
-            ),
-            (
-                "client_connections",
-                "gauge",
-                "Active client connections",
-                |s| s.client_connections.get(),
-            ),
-            (
-                "server_ejects_total",
-                "counter",
-                "Times a backend server was ejected",
-                |s| s.server_ejects.get(),
-            ),
-            (
-                "forward_error_total",
-                "counter",
-                "Error replies generated for clients",
-                |s| s.forward_error.get(),
-            ),
-            (
-                "fragments_total",
-                "counter",
-                "Fragments from multi-key requests (always 0, as nutcracker)",
-                |s| s.fragments.get(),
-            ),
-            (
-                "client_send_syscalls_total",
-                "counter",
-                "Send syscalls carrying replies to clients",
-                |s| s.client_send.syscalls.get(),
-            ),
-            (
-                "client_send_iovecs_total",
-                "counter",
-                "Buffers passed in reply send syscalls",
-                |s| s.client_send.iovecs.get(),
-            ),
-            (
-                "client_send_bytes_total",
-                "counter",
-                "Reply bytes written to clients",
-                |s| s.client_send.bytes.get(),
-            ),
-            (
-                "client_send_partial_total",
-                "counter",
-                "Reply send syscalls that wrote less than offered",
-                |s| s.client_send.partial.get(),
-            ),
-        ];
         let layout = self.layout();
-        for (name, kind, help, get) in pool_metrics {
-            let mut samples = layout.config.pools.iter().enumerate().map(|(p, pool)| {
+        let pools = &layout.config.pools;
+        for field in &POOL_FIELDS {
+            let mut samples = pools.iter().enumerate().map(|(p, pool)| {
                 (
                     format!("{{pool=\"{}\"}}", escape_label(&pool.name)),
-                    layout.sum(p, get),
+                    layout.pool_value(p, field),
                 )
             });
-            family(name, kind, help, &mut samples);
+            family(field.name, field.kind, field.help, &mut samples);
         }
-        type ServerGetter = fn(&ServerStats) -> u64;
-        let server_metrics: [(&str, &str, &str, ServerGetter); 16] = [
-            (
-                "server_eof_total",
-                "counter",
-                "EOF on server connections",
-                |s| s.server_eof.get(),
-            ),
-            (
-                "server_err_total",
-                "counter",
-                "Errors on server connections",
-                |s| s.server_err.get(),
-            ),
-            (
-                "server_timedout_total",
-                "counter",
-                "Timeouts on server connections",
-                |s| s.server_timedout.get(),
-            ),
-            (
-                "server_connections",
-                "gauge",
-                "Active server connections",
-                |s| s.server_connections.get(),
-            ),
-            ("requests_total", "counter", "Requests forwarded", |s| {
-                s.requests.get()
-            }),
-            (
-                "request_bytes_total",
-                "counter",
-                "Request bytes forwarded",
-                |s| s.request_bytes.get(),
-            ),
-            ("responses_total", "counter", "Responses received", |s| {
-                s.responses.get()
-            }),
-            (
-                "response_bytes_total",
-                "counter",
-                "Response bytes received",
-                |s| s.response_bytes.get(),
-            ),
-            (
-                "in_queue",
-                "gauge",
-                "Requests not yet written to the server",
-                |s| s.in_queue.get(),
-            ),
-            (
-                "in_queue_bytes",
-                "gauge",
-                "Request bytes not yet written to the server",
-                |s| s.in_queue_bytes.get(),
-            ),
-            (
-                "out_queue",
-                "gauge",
-                "Requests written, awaiting a reply",
-                |s| s.out_queue.get(),
-            ),
-            (
-                "out_queue_bytes",
-                "gauge",
-                "Request bytes written, awaiting a reply",
-                |s| s.out_queue_bytes.get(),
-            ),
-            (
-                "send_syscalls_total",
-                "counter",
-                "Send syscalls carrying requests to the server",
-                |s| s.send.syscalls.get(),
-            ),
-            (
-                "send_iovecs_total",
-                "counter",
-                "Buffers passed in request send syscalls",
-                |s| s.send.iovecs.get(),
-            ),
-            (
-                "send_bytes_total",
-                "counter",
-                "Request bytes written to the server",
-                |s| s.send.bytes.get(),
-            ),
-            (
-                "send_partial_total",
-                "counter",
-                "Request send syscalls that wrote less than offered",
-                |s| s.send.partial.get(),
-            ),
-        ];
-        let server_labels = |p: usize, i: usize| {
-            let pool = &layout.config.pools[p];
-            format!(
-                "{{pool=\"{}\",server=\"{}\"}}",
-                escape_label(&pool.name),
-                escape_label(&pool.servers[i].name)
-            )
-        };
-        let servers: Vec<(usize, usize)> = layout
-            .config
-            .pools
-            .iter()
-            .enumerate()
-            .flat_map(|(p, pool)| (0..pool.servers.len()).map(move |i| (p, i)))
-            .collect();
-        for (name, kind, help, get) in server_metrics {
-            let mut samples = servers
-                .iter()
-                .map(|&(p, i)| (server_labels(p, i), layout.sum(p, |s| get(&s.servers[i]))));
-            family(name, kind, help, &mut samples);
+        for field in &SERVER_FIELDS {
+            let mut samples = pools.iter().enumerate().flat_map(|(p, pool)| {
+                let layout = &layout;
+                pool.servers.iter().enumerate().map(move |(i, server)| {
+                    let labels = format!(
+                        "{{pool=\"{}\",server=\"{}\"}}",
+                        escape_label(&pool.name),
+                        escape_label(&server.name)
+                    );
+                    (labels, layout.server_value(p, i, field))
+                })
+            });
+            family(field.name, field.kind, field.help, &mut samples);
         }
-        let mut ejected = servers.iter().map(|&(p, i)| {
-            let at = layout.max(p, |s| s.servers[i].server_ejected_at.get());
-            (server_labels(p, i), at)
-        });
-        family(
-            "server_ejected_at_microseconds",
-            "gauge",
-            "When the server was last ejected, microseconds since the epoch",
-            &mut ejected,
-        );
         out
     }
 }

@@ -3,9 +3,14 @@
 
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd};
-use std::task::{Context, Poll};
+use std::task::{ready, Context, Poll};
 
+use bytes::BytesMut;
 use tokio::io::Interest;
+
+use crate::chain::{self, SendOpts, SendQueue, Sent};
+use crate::stats::SendStats;
+use crate::sys;
 use tokio::net::{TcpStream, UnixStream};
 
 pub(crate) enum Stream {
@@ -45,6 +50,81 @@ impl Stream {
         match self {
             Stream::Tcp(s) => s.as_fd(),
             Stream::Unix(s) => s.as_fd(),
+        }
+    }
+}
+
+impl Stream {
+    /// One read into `buf` once the socket is readable. `Pending`: no data,
+    /// and the waker is registered for the next edge. `Ready(Ok(0))`: EOF.
+    /// A short read clears the readiness, as nutcracker's loop stops reading
+    /// until the next edge, so a drained socket costs no second read.
+    pub(crate) fn poll_read_into(
+        &self,
+        cx: &mut Context<'_>,
+        buf: &mut BytesMut,
+        min_free: usize,
+    ) -> Poll<io::Result<usize>> {
+        loop {
+            ready!(self.poll_read_ready(cx))?;
+            let fd = self.fd();
+            let mut got = None;
+            let result = self.try_io(Interest::READABLE, || {
+                let read = sys::read_into(fd, buf, min_free)?;
+                got = Some(read.bytes);
+                if read.bytes > 0 && read.drained {
+                    return Err(io::ErrorKind::WouldBlock.into());
+                }
+                Ok(())
+            });
+            match result {
+                Ok(()) => return Poll::Ready(Ok(got.unwrap_or(0))),
+                // Data and a drained socket: readiness cleared, data returned.
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock && got.is_some_and(|n| n > 0) => {
+                    return Poll::Ready(Ok(got.unwrap_or(0)));
+                }
+                // Stale readiness (or EINTR): poll again, which registers the waker.
+                Err(e)
+                    if e.kind() == io::ErrorKind::WouldBlock
+                        || e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Poll::Ready(Err(e)),
+            }
+        }
+    }
+
+    /// One send syscall from `queue` once the socket is writable. `Pending`:
+    /// not writable, waker registered. A short write clears the readiness so
+    /// the next call waits for a new edge instead of spinning.
+    pub(crate) fn poll_send_once<Q: SendQueue>(
+        &self,
+        cx: &mut Context<'_>,
+        queue: &mut Q,
+        offset: &mut usize,
+        opts: &SendOpts,
+        stats: &SendStats,
+    ) -> Poll<io::Result<Sent>> {
+        loop {
+            ready!(self.poll_write_ready(cx))?;
+            let fd = self.fd();
+            let mut sent = Sent::Idle;
+            let result = self.try_io(Interest::WRITABLE, || {
+                sent = chain::send_once(fd, queue, offset, opts, stats)?;
+                match sent {
+                    Sent::Short => Err(io::ErrorKind::WouldBlock.into()),
+                    _ => Ok(()),
+                }
+            });
+            match result {
+                Ok(()) => return Poll::Ready(Ok(sent)),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock && sent == Sent::Short => {
+                    return Poll::Ready(Ok(Sent::Short));
+                }
+                // Stale readiness (or EINTR): poll again, which registers the waker.
+                Err(e)
+                    if e.kind() == io::ErrorKind::WouldBlock
+                        || e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Poll::Ready(Err(e)),
+            }
         }
     }
 }

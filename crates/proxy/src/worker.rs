@@ -408,68 +408,57 @@ pub(crate) fn run(setup: WorkerSetup) {
     });
 }
 
+/// A listener registered with this worker's runtime.
+enum Listener {
+    Tcp(TcpListener),
+    Unix(UnixListener),
+}
+
+impl Listener {
+    fn register(bound: BoundListener) -> std::io::Result<Listener> {
+        Ok(match bound {
+            BoundListener::Tcp(l) => Listener::Tcp(TcpListener::from_std(l)?),
+            BoundListener::Unix(l) => Listener::Unix(UnixListener::from_std(l)?),
+        })
+    }
+
+    async fn accept(&self) -> std::io::Result<Stream> {
+        Ok(match self {
+            Listener::Tcp(l) => Stream::Tcp(l.accept().await?.0),
+            Listener::Unix(l) => Stream::Unix(l.accept().await?.0),
+        })
+    }
+}
+
 async fn accept_loop(listener: BoundListener, handle: Rc<PoolHandle>) {
-    match listener {
-        BoundListener::Tcp(std_listener) => {
-            let listener = match TcpListener::from_std(std_listener) {
-                Ok(l) => l,
-                Err(e) => {
-                    log::error(format_args!(
-                        "listen on pool '{}' failed: {e}",
-                        handle.current().config.name
-                    ));
-                    return;
-                }
-            };
-            loop {
-                match listener.accept().await {
-                    Ok((stream, _)) => {
-                        let pool = handle.current();
-                        if !pool.worker.admission.admit(&pool.admission) {
-                            // Over the limit: accept, then close at once (nutcracker §5.9).
-                            drop(stream);
-                            continue;
-                        }
-                        let _ = stream.set_nodelay(true);
-                        if pool.config.tcpkeepalive {
-                            let _ = SockRef::from(&stream).set_tcp_keepalive(&TcpKeepalive::new());
-                        }
-                        tokio::task::spawn_local(client::serve(
-                            Stream::Tcp(stream),
-                            handle.clone(),
-                        ));
-                    }
-                    Err(e) => accept_failed(&handle.current(), e).await,
-                }
-            }
+    let listener = match Listener::register(listener) {
+        Ok(l) => l,
+        Err(e) => {
+            log::error(format_args!(
+                "listen on pool '{}' failed: {e}",
+                handle.current().config.name
+            ));
+            return;
         }
-        BoundListener::Unix(std_listener) => {
-            let listener = match UnixListener::from_std(std_listener) {
-                Ok(l) => l,
-                Err(e) => {
-                    log::error(format_args!(
-                        "listen on pool '{}' failed: {e}",
-                        handle.current().config.name
-                    ));
-                    return;
+    };
+    loop {
+        match listener.accept().await {
+            Ok(stream) => {
+                let pool = handle.current();
+                if !pool.worker.admission.admit(&pool.admission) {
+                    // Over the limit: accept, then close at once (nutcracker §5.9).
+                    drop(stream);
+                    continue;
                 }
-            };
-            loop {
-                match listener.accept().await {
-                    Ok((stream, _)) => {
-                        let pool = handle.current();
-                        if !pool.worker.admission.admit(&pool.admission) {
-                            drop(stream);
-                            continue;
-                        }
-                        tokio::task::spawn_local(client::serve(
-                            Stream::Unix(stream),
-                            handle.clone(),
-                        ));
+                if let Stream::Tcp(tcp) = &stream {
+                    let _ = tcp.set_nodelay(true);
+                    if pool.config.tcpkeepalive {
+                        let _ = SockRef::from(tcp).set_tcp_keepalive(&TcpKeepalive::new());
                     }
-                    Err(e) => accept_failed(&handle.current(), e).await,
                 }
+                tokio::task::spawn_local(client::serve(stream, handle.clone()));
             }
+            Err(e) => accept_failed(&handle.current(), e).await,
         }
     }
 }
