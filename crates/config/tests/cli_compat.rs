@@ -16,23 +16,10 @@ use std::process::{Command, Stdio};
 
 use nc_config::cli::{self, CliAction};
 
+/// The real nutcracker (NUTCRACKER_BIN, PATH or /usr/sbin); a missing one
+/// fails the test with an install hint, it never skips.
 fn nutcracker() -> PathBuf {
-    if let Some(p) = std::env::var_os("NUTCRACKER_BIN") {
-        let p = PathBuf::from(p);
-        assert!(p.is_file(), "NUTCRACKER_BIN={} is not a file", p.display());
-        return p;
-    }
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    for dir in std::env::split_paths(&path).chain([PathBuf::from("/usr/sbin")]) {
-        let candidate = dir.join("nutcracker");
-        if candidate.is_file() {
-            return candidate;
-        }
-    }
-    panic!(
-        "the real nutcracker binary is required for this differential test but was not \
-         found on PATH (install it: `apt-get install nutcracker`, or set NUTCRACKER_BIN)"
-    );
+    nc_harness::Nutcracker::binary().unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// (exit code, stderr bytes) of `nutcracker ARGS`.
