@@ -137,6 +137,34 @@ pub struct Session {
 
 impl Session {
     /// Starts the backends and loads the keyspace.
+    /// Starts the target of `plan` on this session's backends. An optional
+    /// target that is unavailable here (nutcracker not installed, say) is
+    /// skipped with a note: `Ok(Err(reason))`.
+    pub(crate) fn start_cell(
+        &self,
+        cfg: &BenchConfig,
+        plan: &CellPlan,
+        progress: &dyn Progress,
+        notes: &mut Vec<String>,
+    ) -> Result<std::result::Result<target::RunningTarget, String>> {
+        match target::start_target(
+            &plan.target,
+            plan.knobs,
+            &cfg.proxy,
+            &self.backends,
+            self.workdir.path(),
+        ) {
+            Ok(t) => Ok(Ok(t)),
+            Err(e) if e.unavailable && plan.target.optional => {
+                let msg = format!("skipped {}: {}", plan.id, e.error);
+                progress.note(&msg);
+                notes.push(msg);
+                Ok(Err(e.error.to_string()))
+            }
+            Err(e) => Err(e.error),
+        }
+    }
+
     pub fn start(cfg: &BenchConfig, progress: &dyn Progress) -> Result<Session> {
         let started_at = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -289,22 +317,12 @@ pub fn run(cfg: &BenchConfig, progress: &dyn Progress) -> Result<RunOutput> {
             if skipped[i].is_some() {
                 continue;
             }
-            let t = match target::start_target(
-                &plan.target,
-                plan.knobs,
-                &cfg.proxy,
-                &session.backends,
-                session.workdir.path(),
-            ) {
+            let t = match session.start_cell(cfg, plan, progress, &mut notes)? {
                 Ok(t) => t,
-                Err(e) if e.unavailable && plan.target.optional => {
-                    let msg = format!("skipped {}: {}", plan.id, e.error);
-                    progress.note(&msg);
-                    notes.push(msg.clone());
-                    skipped[i] = Some(e.error.to_string());
+                Err(reason) => {
+                    skipped[i] = Some(reason);
                     continue;
                 }
-                Err(e) => return Err(e.error),
             };
             let label = if trials > 1 {
                 format!("[{n}/{total}] {} (trial {})", plan.id, trial + 1)

@@ -13,7 +13,6 @@ use crate::error::Result;
 use crate::progress::Progress;
 use crate::results::{BackendInfo, CellResult, RunResult, Verdict, SCHEMA};
 use crate::stats::{CellStats, LatencyUs};
-use crate::target;
 use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 
@@ -96,21 +95,9 @@ pub fn run(
     let mut hists = Vec::new();
     let secs = (c.step_duration.0 + cfg.run.warmup.0).as_secs_f64();
     for plan in &plans {
-        let t = match target::start_target(
-            &plan.target,
-            plan.knobs,
-            &cfg.proxy,
-            &session.backends,
-            session.workdir.path(),
-        ) {
+        let t = match session.start_cell(cfg, plan, progress, &mut notes)? {
             Ok(t) => t,
-            Err(e) if e.unavailable && plan.target.optional => {
-                let msg = format!("skipped {}: {}", plan.id, e.error);
-                progress.note(&msg);
-                notes.push(msg);
-                continue;
-            }
-            Err(e) => return Err(e.error),
+            Err(_) => continue,
         };
         let mut steps: Vec<CapacityStep> = Vec::new();
         let mut best: Option<(CapacityStep, CellStats, Histogram<u64>)> = None;
