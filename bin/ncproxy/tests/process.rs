@@ -460,3 +460,49 @@ fn daemonize_detaches_and_writes_the_pid_file() {
         "the daemon removes its pid file on SIGTERM"
     );
 }
+
+#[test]
+fn memcached_pools_are_refused_until_supported() {
+    let dir = tempfile::tempdir().unwrap();
+    let conf = dir.path().join("mc.yml");
+    let port = free_port().unwrap();
+    std::fs::write(
+        &conf,
+        format!("mc:\n  listen: 127.0.0.1:{port}\n  servers:\n   - 127.0.0.1:11211:1\n"),
+    )
+    .unwrap();
+    // A valid nutcracker config: -t accepts it.
+    let test = Command::new(ncproxy_bin())
+        .args(["-t", "-c", conf.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(
+        test.status.success(),
+        "{}",
+        String::from_utf8_lossy(&test.stderr)
+    );
+    // Running it is refused before anything listens, with a clear reason.
+    let stats = free_port().unwrap().to_string();
+    let run = Command::new(ncproxy_bin())
+        .args([
+            "-c",
+            conf.to_str().unwrap(),
+            "-s",
+            &stats,
+            "-a",
+            "127.0.0.1",
+        ])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(run.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(
+        stderr.contains("pool 'mc' is a memcached pool (redis: false)"),
+        "{stderr}"
+    );
+    assert!(
+        TcpStream::connect(("127.0.0.1", port)).is_err(),
+        "nothing listens"
+    );
+}

@@ -85,6 +85,10 @@ pub enum StartError {
     PrometheusBind { addr: String, err: std::io::Error },
     #[error("failed to start a worker thread: {0}")]
     Thread(std::io::Error),
+    #[error(
+        "pool '{0}' is a memcached pool (redis: false); ncproxy proxies Redis pools only so far"
+    )]
+    MemcachedPool(String),
 }
 
 fn strip_os_error(err: &std::io::Error) -> String {
@@ -152,6 +156,7 @@ impl RunningProxy {
     /// listen address is new gets a new listener. If a new listener cannot
     /// be bound, nothing changes and the error is returned.
     pub fn reload(&mut self, config: Config) -> Result<ReloadSummary, StartError> {
+        refuse_memcached(&config)?;
         let config = Arc::new(config);
         let workers = self.messages.len();
         let old = &self.config;
@@ -323,6 +328,7 @@ pub fn daemonize() -> std::io::Result<()> {
 /// Binds everything and starts the workers. Returns once every listener is
 /// bound, so a bind failure is reported before anything serves.
 pub fn start(config: Config, opts: RunOptions) -> Result<RunningProxy, StartError> {
+    refuse_memcached(&config)?;
     let config = Arc::new(config);
     let workers = match opts.workers {
         0 => std::thread::available_parallelism()
@@ -446,6 +452,15 @@ pub fn start(config: Config, opts: RunOptions) -> Result<RunningProxy, StartErro
         stats_local_addr,
         prometheus_local_addr,
     })
+}
+
+/// memcached ASCII is not implemented yet: refuse such a pool before
+/// binding rather than answer memcached clients in RESP.
+fn refuse_memcached(config: &Config) -> Result<(), StartError> {
+    match config.pools.iter().find(|p| !p.redis) {
+        Some(pool) => Err(StartError::MemcachedPool(pool.name.clone())),
+        None => Ok(()),
+    }
 }
 
 fn bind_stats(host: &str, port: u16) -> std::io::Result<TcpListener> {
