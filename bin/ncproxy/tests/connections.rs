@@ -126,3 +126,59 @@ fn host_names_are_resolved_at_each_connect() {
     ));
     assert_eq!(cmd(&mut conn, &[b"GET", b"dns:k"]), b"$1\r\n2\r\n");
 }
+
+/// A loopback listener that never accepts, its accept queue filled so that
+/// further SYNs are dropped: a connect to it hangs, as to a dead host.
+fn black_hole() -> (socket2::Socket, u16, Vec<std::net::TcpStream>) {
+    use socket2::{Domain, Socket, Type};
+    let port = free_port().unwrap();
+    let socket = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+    socket.set_reuse_address(true).unwrap();
+    socket
+        .bind(&std::net::SocketAddr::from(([127, 0, 0, 1], port)).into())
+        .unwrap();
+    socket.listen(0).unwrap();
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let mut queued = Vec::new();
+    for _ in 0..16 {
+        match std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)) {
+            Ok(s) => queued.push(s),
+            Err(_) => return (socket, port, queued),
+        }
+    }
+    panic!("the accept queue of a listen(0) socket never filled");
+}
+
+#[test]
+fn timeout_covers_a_connect_that_hangs() {
+    let (_hole, port, _queued) = black_hole();
+    let pool = |name: &str| {
+        PoolConfig::redis(name, free_port().unwrap())
+            .server(format!("127.0.0.1:{port}"), 1, Some("s1"))
+            .timeout(300)
+    };
+    let nutcracker =
+        nc_harness::Nutcracker::start(&pool("alpha").render()).expect("nutcracker starts");
+    let ncproxy = start(&pool("alpha").render());
+    for proxy in [&nutcracker, &ncproxy] {
+        let mut conn = proxy.connect().unwrap();
+        let started = Instant::now();
+        let reply = cmd(&mut conn, &[b"GET", b"hole:k"]);
+        let took = started.elapsed();
+        assert_eq!(
+            reply,
+            b"-ERR Connection timed out\r\n",
+            "{:?}: {}",
+            proxy.kind(),
+            String::from_utf8_lossy(&reply)
+        );
+        assert!(
+            took >= Duration::from_millis(250) && took < Duration::from_secs(3),
+            "{:?} took {took:?}",
+            proxy.kind()
+        );
+    }
+    assert!(eventually(|| ncproxy
+        .stats_json()
+        .is_ok_and(|j| j.contains("\"server_timedout\":1"))));
+}

@@ -192,7 +192,7 @@ enum Close {
 
 async fn run(conn: Rc<ServerConn>) {
     let ctx = conn.ctx.clone();
-    let stream = match connect(&ctx.addr).await {
+    let stream = match connect_within_deadlines(&conn).await {
         Ok(stream) => stream,
         Err(errno) => {
             log::error(format_args!(
@@ -200,7 +200,11 @@ async fn run(conn: Rc<ServerConn>) {
                 ctx.name,
                 crate::errno::strerror(errno)
             ));
-            ctx.stats().server_err.incr();
+            if errno == libc::ETIMEDOUT {
+                ctx.stats().server_timedout.incr();
+            } else {
+                ctx.stats().server_err.incr();
+            }
             conn.fail_all(errno);
             crate::pool::server_failure(&ctx);
             return;
@@ -271,6 +275,34 @@ fn push_handshake(conn: &ServerConn) {
         stats.in_queue.incr();
         stats.in_queue_bytes.add(req.data.len() as u64);
     }
+}
+
+/// Connects while honouring the queued requests' deadlines: a connect that
+/// hangs (a dropped SYN) fails them with ETIMEDOUT when the first deadline
+/// passes, as nutcracker's timeout covers a request waiting for a connect.
+async fn connect_within_deadlines(conn: &ServerConn) -> Result<Stream, Errno> {
+    let connecting = connect(&conn.ctx.addr);
+    tokio::pin!(connecting);
+    let mut timer: Option<Pin<Box<Sleep>>> = None;
+    poll_fn(|cx| {
+        // Requests enqueued meanwhile wake us, so their deadlines count too.
+        conn.waker.register(cx.waker());
+        if let Poll::Ready(result) = connecting.as_mut().poll(cx) {
+            return Poll::Ready(result);
+        }
+        let earliest = conn.queues.borrow().inq.iter().find_map(|r| r.deadline);
+        if let Some(deadline) = earliest {
+            let timer = timer.get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+            if timer.deadline() != deadline {
+                timer.as_mut().reset(deadline);
+            }
+            if timer.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(Err(libc::ETIMEDOUT));
+            }
+        }
+        Poll::Pending
+    })
+    .await
 }
 
 /// Connects, resolving the host now (lazy DNS, like nutcracker 0.4.1+).
