@@ -26,6 +26,7 @@ use std::ops::Range;
 
 use nc_protocol::resp::{
     parse_reply, parse_request, Arity, ArrayElements, CommandSpec, ParseError, Reply, ReplyKind,
+    ReplyScanner,
 };
 use nc_protocol::Limits;
 use proptest::collection::vec;
@@ -786,7 +787,13 @@ proptest! {
             })
             .collect();
         let seen = stream_replies(&stream, &chunks(stream.len(), &cuts, every), &limits)?;
-        prop_assert_eq!(seen, expected);
+        prop_assert_eq!(&seen, &expected);
+        // The resumable scanner finds the same replies under the same splits.
+        let mut scanner = ReplyScanner::default();
+        let resumed = stream_loop(&stream, &chunks(stream.len(), &cuts, every), |buf| {
+            scanner.scan(buf, &limits).map(|r| (r.len, r.kind))
+        })?;
+        prop_assert_eq!(resumed, expected);
         for (tree, wire) in trees.iter().zip(&wires) {
             check_tree(tree, wire, &limits)?;
         }

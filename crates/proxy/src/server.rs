@@ -15,7 +15,7 @@ use std::task::{Context, Poll};
 
 use bytes::{Bytes, BytesMut};
 use nc_config::ServerAddr;
-use nc_protocol::resp::{self, ReplyKind};
+use nc_protocol::resp::{self, ReplyKind, ReplyScanner};
 use nc_protocol::Limits;
 use tokio::net::{TcpStream, UnixStream};
 use tokio::time::{Instant, Sleep};
@@ -218,6 +218,7 @@ async fn run(conn: Rc<ServerConn>) {
         stream,
         rbuf: BytesMut::with_capacity(READ_CHUNK),
         timer: None,
+        scanner: ReplyScanner::default(),
     };
     let close = poll_fn(|cx| io.poll(cx, &conn)).await;
     let stats = ctx.stats();
@@ -332,6 +333,8 @@ struct ServerIo {
     rbuf: BytesMut,
     /// Armed at or before the earliest request deadline.
     timer: Option<Pin<Box<Sleep>>>,
+    /// Resumes a reply that arrives over many reads (no rescans).
+    scanner: ReplyScanner,
 }
 
 impl ServerIo {
@@ -406,7 +409,7 @@ impl ServerIo {
         let ctx = &conn.ctx;
         let stats = ctx.stats();
         loop {
-            let reply = match resp::parse_reply(&self.rbuf, &ctx.limits) {
+            let reply = match self.scanner.scan(&self.rbuf, &ctx.limits) {
                 Ok(reply) => reply,
                 Err(resp::ParseError::Incomplete) => return Ok(()),
                 Err(_) => {

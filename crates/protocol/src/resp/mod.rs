@@ -13,7 +13,7 @@ mod table;
 
 pub use command::{lookup, Arity, CommandSpec, FragmentKind, Special};
 pub use encode::{encode_array_header, encode_bulk, encode_command, encode_integer, write_usize};
-pub use reply::{parse_reply, ArrayElements, Reply, ReplyKind};
+pub use reply::{parse_reply, ArrayElements, Reply, ReplyKind, ReplyScanner};
 pub use request::{parse_request, ArgIter, Request};
 
 use thiserror::Error;

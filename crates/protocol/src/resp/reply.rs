@@ -81,6 +81,76 @@ pub fn parse_reply(buf: &[u8], limits: &Limits) -> Result<Reply, ParseError> {
     }
 }
 
+/// A reply scanner that resumes where it stopped. `parse_reply` rescans an
+/// incomplete reply from its first byte on every call, which is quadratic
+/// for a large array arriving in many reads; this keeps the position and
+/// the open arrays between calls instead.
+#[derive(Debug, Default, Clone)]
+pub struct ReplyScanner {
+    /// Bytes of the current reply already scanned (whole elements only).
+    pos: usize,
+    /// Elements still expected by each open array, outermost first.
+    remaining: Vec<usize>,
+    top: Option<ReplyKind>,
+}
+
+impl ReplyScanner {
+    /// Scans the reply at the start of `buf`. Between calls that return
+    /// `Incomplete`, `buf` must keep its bytes and only grow at the end;
+    /// after `Ok` (or any other error) the next call starts a new reply.
+    pub fn scan(&mut self, buf: &[u8], limits: &Limits) -> Result<Reply, ParseError> {
+        let max_depth = limits.max_depth.min(DEPTH_CAP);
+        loop {
+            let (kind, next) = match scan_one(buf, self.pos, limits) {
+                Ok(found) => found,
+                Err(ParseError::Incomplete) => return Err(ParseError::Incomplete),
+                Err(e) => {
+                    self.reset();
+                    return Err(e);
+                }
+            };
+            self.pos = next;
+            let top = *self.top.get_or_insert(kind);
+            if let ReplyKind::Array(n) = kind {
+                if n > 0 {
+                    if self.remaining.len() == max_depth {
+                        self.reset();
+                        return Err(ParseError::TooDeep);
+                    }
+                    self.remaining.push(n);
+                    continue;
+                }
+            }
+            // One element finished: close every array it completes.
+            loop {
+                match self.remaining.last_mut() {
+                    None => {
+                        let reply = Reply {
+                            len: self.pos,
+                            kind: top,
+                        };
+                        self.reset();
+                        return Ok(reply);
+                    }
+                    Some(left) => {
+                        *left -= 1;
+                        if *left > 0 {
+                            break;
+                        }
+                        self.remaining.pop();
+                    }
+                }
+            }
+        }
+    }
+
+    fn reset(&mut self) {
+        self.pos = 0;
+        self.remaining.clear();
+        self.top = None;
+    }
+}
+
 /// Scans one value header (and, for scalars, the value) at `pos`.
 #[inline]
 fn scan_one(buf: &[u8], pos: usize, limits: &Limits) -> Result<(ReplyKind, usize), ParseError> {
@@ -320,6 +390,57 @@ mod tests {
             );
         }
         check(full, Ok(ReplyKind::Array(3)));
+    }
+
+    #[test]
+    fn scanner_resumes_and_agrees_with_parse_reply() {
+        let replies: [&[u8]; 5] = [
+            b"+OK\r\n",
+            b"$5\r\nhello\r\n",
+            b"*3\r\n$1\r\na\r\n*2\r\n:1\r\n*0\r\n$-1\r\n",
+            b"*2\r\n*1\r\n*1\r\n:7\r\n-ERR x\r\n",
+            b"*-1\r\n",
+        ];
+        let limits = Limits::default();
+        let stream: Vec<u8> = replies.concat();
+        let mut scanner = ReplyScanner::default();
+        let mut buf = Vec::new();
+        let mut got = Vec::new();
+        // One byte at a time: every reply is found exactly once, as parse_reply finds it.
+        for &byte in &stream {
+            buf.push(byte);
+            match scanner.scan(&buf, &limits) {
+                Ok(reply) => {
+                    assert_eq!(Ok(reply), parse_reply(&buf, &limits));
+                    got.push(buf.drain(..reply.len).collect::<Vec<u8>>());
+                }
+                Err(ParseError::Incomplete) => {}
+                Err(e) => panic!("{e}"),
+            }
+        }
+        assert_eq!(got, replies.iter().map(|r| r.to_vec()).collect::<Vec<_>>());
+        assert!(buf.is_empty());
+    }
+
+    #[test]
+    fn scanner_limits_and_errors_reset_it() {
+        let limits = Limits {
+            max_depth: 2,
+            ..Limits::default()
+        };
+        let mut scanner = ReplyScanner::default();
+        assert_eq!(
+            scanner.scan(b"*1\r\n*1\r\n*1\r\n", &limits),
+            Err(ParseError::TooDeep)
+        );
+        assert_eq!(
+            scanner.scan(b"%1\r\n", &limits),
+            Err(ParseError::Protocol("unsupported reply type"))
+        );
+        assert_eq!(
+            scanner.scan(b":5\r\n", &limits).map(|r| r.kind),
+            Ok(ReplyKind::Integer(5))
+        );
     }
 
     #[test]
