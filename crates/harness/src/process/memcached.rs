@@ -1,6 +1,6 @@
 //! `memcached` children.
 
-use super::{looks_like_bind_failure, ManagedChild, START_ATTEMPTS, START_TIMEOUT};
+use super::{looks_like_bind_failure, ChildSlot, ManagedChild, START_ATTEMPTS, START_TIMEOUT};
 use crate::port::{lease_port, PortLease};
 use crate::raw::RawConn;
 use crate::Error;
@@ -17,7 +17,7 @@ use tempfile::TempDir;
 /// Ready once it answers `version`.
 #[derive(Debug)]
 pub struct Memcached {
-    child: Option<ManagedChild>,
+    child: ChildSlot,
     lease: PortLease,
     binary: PathBuf,
     args: Vec<String>,
@@ -51,7 +51,7 @@ impl Memcached {
             match launch(&binary, &args, dir.path(), lease.port()) {
                 Ok(child) => {
                     return Ok(Memcached {
-                        child: Some(child),
+                        child: ChildSlot::new(child, "memcached"),
                         lease,
                         binary,
                         args,
@@ -77,7 +77,7 @@ impl Memcached {
 
     /// The pid of the current process.
     pub fn pid(&self) -> Option<u32> {
-        self.child.as_ref().map(ManagedChild::pid)
+        self.child.pid()
     }
 
     /// A raw connection.
@@ -92,50 +92,30 @@ impl Memcached {
 
     /// Kills the server (SIGKILL + reap); the port stays reserved.
     pub fn stop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            c.kill();
-        }
+        self.child.stop();
     }
 
     /// Starts again on the same port (empty cache).
     pub fn restart(&mut self) -> Result<(), Error> {
-        self.stop();
-        let deadline = Instant::now() + START_TIMEOUT;
-        loop {
-            match launch(&self.binary, &self.args, self.dir.path(), self.port()) {
-                Ok(c) => {
-                    self.child = Some(c);
-                    return Ok(());
-                }
-                Err((_, e)) => {
-                    if Instant::now() >= deadline {
-                        return Err(e);
-                    }
-                    thread::sleep(Duration::from_millis(50));
-                }
-            }
-        }
+        let (binary, args, dir, port) =
+            (&self.binary, &self.args, self.dir.path(), self.lease.port());
+        self.child
+            .restart(|| launch(binary, args, dir, port).map_err(|(_, e)| e))
     }
 
     /// SIGSTOP.
     pub fn pause(&mut self) -> io::Result<()> {
-        self.running_child()?.signal(libc::SIGSTOP)
+        self.child.signal(libc::SIGSTOP)
     }
 
     /// SIGCONT.
     pub fn resume(&mut self) -> io::Result<()> {
-        self.running_child()?.signal(libc::SIGCONT)
+        self.child.signal(libc::SIGCONT)
     }
 
     /// Whether the process is alive.
     pub fn is_running(&mut self) -> bool {
-        self.child.as_mut().is_some_and(|c| c.exited().is_none())
-    }
-
-    fn running_child(&mut self) -> io::Result<&mut ManagedChild> {
-        self.child
-            .as_mut()
-            .ok_or_else(|| io::Error::new(io::ErrorKind::NotConnected, "memcached stopped"))
+        self.child.is_running()
     }
 }
 

@@ -156,6 +156,71 @@ fn set_death_signal(cmd: &mut Command) {
 #[cfg(not(target_os = "linux"))]
 fn set_death_signal(_cmd: &mut Command) {}
 
+/// A backend process that tests stop, restart on the same port, pause and
+/// resume: what `RedisServer` and `Memcached` share.
+#[derive(Debug)]
+pub(crate) struct ChildSlot {
+    child: Option<ManagedChild>,
+    /// Named in the error when a stopped child is signalled.
+    what: &'static str,
+}
+
+impl ChildSlot {
+    pub(crate) fn new(child: ManagedChild, what: &'static str) -> ChildSlot {
+        ChildSlot {
+            child: Some(child),
+            what,
+        }
+    }
+
+    pub(crate) fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(ManagedChild::pid)
+    }
+
+    /// Kills the child (SIGKILL + reap).
+    pub(crate) fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            c.kill();
+        }
+    }
+
+    /// Stops the child, then calls `launch` until it succeeds or
+    /// START_TIMEOUT passes: the old socket may linger briefly.
+    pub(crate) fn restart(
+        &mut self,
+        mut launch: impl FnMut() -> Result<ManagedChild, Error>,
+    ) -> Result<(), Error> {
+        self.stop();
+        let deadline = Instant::now() + START_TIMEOUT;
+        loop {
+            match launch() {
+                Ok(c) => {
+                    self.child = Some(c);
+                    return Ok(());
+                }
+                Err(e) if Instant::now() >= deadline => return Err(e),
+                Err(_) => std::thread::sleep(Duration::from_millis(50)),
+            }
+        }
+    }
+
+    /// Sends `sig` (SIGSTOP, SIGCONT, ...) to the running child.
+    pub(crate) fn signal(&mut self, sig: i32) -> std::io::Result<()> {
+        let what = self.what;
+        self.child
+            .as_mut()
+            .ok_or_else(|| {
+                std::io::Error::new(std::io::ErrorKind::NotConnected, format!("{what} stopped"))
+            })?
+            .signal(sig)
+    }
+
+    /// Whether the process is alive (a paused one counts as running).
+    pub(crate) fn is_running(&mut self) -> bool {
+        self.child.as_mut().is_some_and(|c| c.exited().is_none())
+    }
+}
+
 /// A child that is killed (SIGKILL) and reaped when dropped.
 #[derive(Debug)]
 pub(crate) struct ManagedChild {

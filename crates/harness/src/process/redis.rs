@@ -1,6 +1,6 @@
 //! `redis-server` children.
 
-use super::{looks_like_bind_failure, ManagedChild, START_ATTEMPTS, START_TIMEOUT};
+use super::{looks_like_bind_failure, ChildSlot, ManagedChild, START_ATTEMPTS, START_TIMEOUT};
 use crate::port::{lease_port, PortLease};
 use crate::raw::{resp_cmd, RawConn};
 use crate::Error;
@@ -21,7 +21,7 @@ use tempfile::TempDir;
 /// `--requirepass` is given).
 #[derive(Debug)]
 pub struct RedisServer {
-    child: Option<ManagedChild>,
+    child: ChildSlot,
     lease: PortLease,
     binary: PathBuf,
     args: Vec<String>,
@@ -84,7 +84,7 @@ impl RedisServer {
             match launch(&binary, &args, dir.path(), lease.port()) {
                 Ok(child) => {
                     return Ok(RedisServer {
-                        child: Some(child),
+                        child: ChildSlot::new(child, "redis-server"),
                         lease,
                         binary,
                         args,
@@ -120,7 +120,7 @@ impl RedisServer {
 
     /// The pid of the current process (changes on [`restart`](Self::restart)).
     pub fn pid(&self) -> Option<u32> {
-        self.child.as_ref().map(ManagedChild::pid)
+        self.child.pid()
     }
 
     /// The temp directory (working dir and `redis.log`).
@@ -207,52 +207,32 @@ impl RedisServer {
     /// Kills the server (SIGKILL + reap). The port stays reserved for
     /// [`restart`](Self::restart).
     pub fn stop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            c.kill();
-        }
+        self.child.stop();
     }
 
     /// Starts the server again on the same port with the same arguments
     /// (data is not kept: no persistence). Stops it first if it runs.
     pub fn restart(&mut self) -> Result<(), Error> {
-        self.stop();
-        // The port is ours (leased), but the old socket may linger briefly.
-        let deadline = Instant::now() + START_TIMEOUT;
-        loop {
-            match launch(&self.binary, &self.args, self.dir.path(), self.port()) {
-                Ok(c) => {
-                    self.child = Some(c);
-                    return Ok(());
-                }
-                Err(Launch::PortTaken(e)) | Err(Launch::Fatal(e)) => {
-                    if Instant::now() >= deadline {
-                        return Err(e);
-                    }
-                    thread::sleep(Duration::from_millis(50));
-                }
-            }
-        }
+        let (binary, args, dir, port) =
+            (&self.binary, &self.args, self.dir.path(), self.lease.port());
+        self.child.restart(|| {
+            launch(binary, args, dir, port).map_err(|(Launch::PortTaken(e) | Launch::Fatal(e))| e)
+        })
     }
 
     /// SIGSTOP: the server stops answering but keeps its connections.
     pub fn pause(&mut self) -> io::Result<()> {
-        self.running_child()?.signal(libc::SIGSTOP)
+        self.child.signal(libc::SIGSTOP)
     }
 
     /// SIGCONT after [`pause`](Self::pause).
     pub fn resume(&mut self) -> io::Result<()> {
-        self.running_child()?.signal(libc::SIGCONT)
+        self.child.signal(libc::SIGCONT)
     }
 
     /// Whether the process is alive (a paused server counts as running).
     pub fn is_running(&mut self) -> bool {
-        self.child.as_mut().is_some_and(|c| c.exited().is_none())
-    }
-
-    fn running_child(&mut self) -> io::Result<&mut ManagedChild> {
-        self.child
-            .as_mut()
-            .ok_or_else(|| io::Error::new(io::ErrorKind::NotConnected, "redis-server stopped"))
+        self.child.is_running()
     }
 }
 
