@@ -137,6 +137,34 @@ pub struct Session {
 
 impl Session {
     /// Starts the backends and loads the keyspace.
+    /// A result document for this session with its header filled in (schema,
+    /// config, environment, backends) and no cells, gates or notes yet.
+    pub(crate) fn result(&self, cfg: &BenchConfig, kind: &str) -> RunResult {
+        RunResult {
+            schema: SCHEMA.to_string(),
+            kind: kind.to_string(),
+            ncbench_version: env!("CARGO_PKG_VERSION").into(),
+            started_at: self.started_at,
+            config_source: cfg.source.clone(),
+            config_fingerprint: cfg.fingerprint(),
+            config: serde_json::to_value(cfg).unwrap_or_default(),
+            environment: self.env.clone(),
+            backends: BackendInfo {
+                kind: self.backends.kind.to_string(),
+                count: self.backends.addrs.len(),
+                version: self.backends.version.clone(),
+            },
+            cells: Vec::new(),
+            reference: None,
+            gates: Vec::new(),
+            baseline: None,
+            verify: None,
+            capacity: Vec::new(),
+            notes: Vec::new(),
+            verdict: Verdict::default(),
+        }
+    }
+
     /// Starts the target of `plan` on this session's backends. An optional
     /// target that is unavailable here (nutcracker not installed, say) is
     /// skipped with a note: `Ok(Err(reason))`.
@@ -391,27 +419,12 @@ pub fn run(cfg: &BenchConfig, progress: &dyn Progress) -> Result<RunOutput> {
     let reference = apply_reference(&mut cells, &cfg.reference);
     let gates = crate::gate::evaluate(cfg, &cells);
     let mut result = RunResult {
-        schema: SCHEMA.to_string(),
-        kind: "run".into(),
-        ncbench_version: env!("CARGO_PKG_VERSION").into(),
-        started_at: session.started_at,
-        config_source: cfg.source.clone(),
-        config_fingerprint: cfg.fingerprint(),
-        config: serde_json::to_value(cfg).unwrap_or_default(),
-        environment: session.env.clone(),
-        backends: BackendInfo {
-            kind: session.backends.kind.to_string(),
-            count: session.backends.addrs.len(),
-            version: session.backends.version.clone(),
-        },
         cells,
         reference,
         gates,
-        baseline: None,
         verify,
-        capacity: Vec::new(),
         notes,
-        verdict: Verdict::default(),
+        ..session.result(cfg, "run")
     };
     judge(&mut result);
     Ok(RunOutput {

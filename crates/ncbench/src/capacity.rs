@@ -11,7 +11,7 @@ use crate::bench::{self, Session};
 use crate::config::{BenchConfig, Length};
 use crate::error::Result;
 use crate::progress::Progress;
-use crate::results::{BackendInfo, CellResult, RunResult, Verdict, SCHEMA};
+use crate::results::{CellResult, RunResult};
 use crate::stats::{CellStats, LatencyUs};
 use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
@@ -228,27 +228,11 @@ pub fn run(
         None
     };
     let mut result = RunResult {
-        schema: SCHEMA.into(),
-        kind: "capacity".into(),
-        ncbench_version: env!("CARGO_PKG_VERSION").into(),
-        started_at: session.started_at,
-        config_source: cfg.source.clone(),
-        config_fingerprint: cfg.fingerprint(),
-        config: serde_json::to_value(cfg).unwrap_or_default(),
-        environment: session.env.clone(),
-        backends: BackendInfo {
-            kind: session.backends.kind.into(),
-            count: session.backends.addrs.len(),
-            version: session.backends.version.clone(),
-        },
         cells,
-        reference: None,
-        gates: Vec::new(),
-        baseline: None,
         verify,
         capacity: results,
         notes,
-        verdict: Verdict::default(),
+        ..session.result(cfg, "capacity")
     };
     bench::judge(&mut result);
     // A capacity run fails when no rate held at all: the target is unreachable.
