@@ -91,6 +91,17 @@ fn bad_configs_exit_2_with_one_line_naming_file_and_key() {
         "target[0].kind",
     );
 
+    let cpus = write(
+        dir.path(),
+        "cpus.toml",
+        "[[target]]\nkind = \"direct\"\n[placement]\nproxies = \"3-1\"\n",
+    );
+    assert_config_error(
+        &ncbench(&["check", cpus.to_str().unwrap()]),
+        "cpus.toml",
+        "placement.proxies",
+    );
+
     let syntax = write(dir.path(), "syntax.toml", "[[target]\nkind = \"direct\"\n");
     let o = ncbench(&["run", syntax.to_str().unwrap()]);
     assert_eq!(code(&o), 2);

@@ -4,7 +4,7 @@
 //! verify the data, then judge (integrity, gates, baseline).
 use crate::config::{BenchConfig, Length, LoopMode, Selector, TargetKind, TargetSpec};
 use crate::driver::{self, DriveSpec};
-use crate::env::Environment;
+use crate::env::{Environment, PlacementReport};
 use crate::error::{BenchError, Result};
 use crate::loader;
 use crate::progress::Progress;
@@ -14,7 +14,8 @@ use crate::stats::{combine_trials, CellStats};
 use crate::target::{self, Backends, Knobs, RunningTarget};
 use crate::workload::Keyspace;
 use hdrhistogram::Histogram;
-use std::sync::Arc;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// One cell of the matrix, before it runs.
@@ -124,6 +125,17 @@ pub fn matches(p: &CellParams, s: &Selector) -> bool {
         && s.rate.is_none_or(|r| p.rate == Some(r))
 }
 
+/// `[placement]` in canonical form, with nothing observed yet.
+fn configured_placement(cfg: &BenchConfig) -> PlacementReport {
+    let p = cfg.placement.cpus();
+    PlacementReport {
+        generator: p.generator.as_ref().map(|c| c.to_string()),
+        proxies: p.proxies.as_ref().map(|c| c.to_string()),
+        backends: p.backends.as_ref().map(|c| c.to_string()),
+        observed: BTreeMap::new(),
+    }
+}
+
 /// Backends, keyspace and scratch space shared by every cell of a run.
 pub struct Session {
     pub cfg: BenchConfig,
@@ -133,12 +145,37 @@ pub struct Session {
     pub notes: Vec<String>,
     pub workdir: tempfile::TempDir,
     pub started_at: u64,
+    /// Distinct `Cpus_allowed_list`s seen per process or thread role, for the report.
+    cpus_observed: Mutex<BTreeMap<String, BTreeSet<String>>>,
 }
 
 impl Session {
-    /// Starts the backends and loads the keyspace.
+    /// Records where processes or threads were allowed to run: (name, cpu list).
+    fn observe<'a>(&self, seen: impl IntoIterator<Item = (&'a str, &'a str)>) {
+        let mut map = self.cpus_observed.lock().unwrap();
+        for (name, cpus) in seen {
+            map.entry(name.to_string())
+                .or_default()
+                .insert(cpus.to_string());
+        }
+    }
+
+    fn placement_report(&self, cfg: &BenchConfig) -> PlacementReport {
+        PlacementReport {
+            observed: self
+                .cpus_observed
+                .lock()
+                .unwrap()
+                .iter()
+                .map(|(name, lists)| (name.clone(), lists.iter().cloned().collect()))
+                .collect(),
+            ..configured_placement(cfg)
+        }
+    }
+
     /// A result document for this session with its header filled in (schema,
-    /// config, environment, backends) and no cells, gates or notes yet.
+    /// config, environment with placement, backends) and no cells, gates or
+    /// notes yet. Call it after the cells ran: it reports where they ran.
     pub(crate) fn result(&self, cfg: &BenchConfig, kind: &str) -> RunResult {
         RunResult {
             schema: SCHEMA.to_string(),
@@ -148,7 +185,10 @@ impl Session {
             config_source: cfg.source.clone(),
             config_fingerprint: cfg.fingerprint(),
             config: serde_json::to_value(cfg).unwrap_or_default(),
-            environment: self.env.clone(),
+            environment: Environment {
+                placement: Some(self.placement_report(cfg)),
+                ..self.env.clone()
+            },
             backends: BackendInfo {
                 kind: self.backends.kind.to_string(),
                 count: self.backends.addrs.len(),
@@ -181,8 +221,16 @@ impl Session {
             &cfg.proxy,
             &self.backends,
             self.workdir.path(),
+            cfg.placement.cpus().proxies.as_ref(),
         ) {
-            Ok(t) => Ok(Ok(t)),
+            Ok(t) => {
+                self.observe(
+                    t.cpus_observed
+                        .iter()
+                        .map(|(n, c)| (n.as_str(), c.as_str())),
+                );
+                Ok(Ok(t))
+            }
             Err(e) if e.unavailable && plan.target.optional => {
                 let msg = format!("skipped {}: {}", plan.id, e.error);
                 progress.note(&msg);
@@ -193,13 +241,20 @@ impl Session {
         }
     }
 
+    /// Starts the backends and loads the keyspace.
     pub fn start(cfg: &BenchConfig, progress: &dyn Progress) -> Result<Session> {
         let started_at = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_secs())
             .unwrap_or(0);
         let mut notes = Vec::new();
-        let backends = target::start_backends(&cfg.backends)?;
+        if cfg.placement.cpus().is_set() {
+            let msg = format!("placement: {}", configured_placement(cfg).summary());
+            progress.note(&msg);
+            notes.push(msg);
+        }
+        let backends =
+            target::start_backends(&cfg.backends, cfg.placement.cpus().backends.as_ref())?;
         let msg = match backends.kind {
             "embedded" => format!(
                 "backends: {} x embedded in-process RESP backend (`{}` not found on PATH; install redis-server for real numbers)",
@@ -238,7 +293,7 @@ impl Session {
             .prefix("ncbench-")
             .tempdir()
             .map_err(|e| BenchError::setup(format!("cannot create a scratch directory: {e}")))?;
-        Ok(Session {
+        let session = Session {
             cfg: cfg.clone(),
             backends,
             keyspace,
@@ -246,7 +301,16 @@ impl Session {
             notes,
             workdir,
             started_at,
-        })
+            cpus_observed: Mutex::default(),
+        };
+        session.observe(
+            session
+                .backends
+                .cpus_observed
+                .iter()
+                .map(|(n, c)| (n.as_str(), c.as_str())),
+        );
+        Ok(session)
     }
 
     /// Runs load against a started target once and measures it.
@@ -263,8 +327,9 @@ impl Session {
         } else {
             LoopMode::Closed
         };
+        let generator = cfg.placement.cpus().generator.clone();
         let threads = if cfg.run.threads == 0 {
-            driver::auto_threads(params.connections)
+            driver::auto_threads(params.connections, generator.as_ref())
         } else {
             cfg.run.threads as usize
         };
@@ -282,6 +347,7 @@ impl Session {
             workload: cfg.workload.clone(),
             keyspace: self.keyspace.clone(),
             seed: cfg.workload.seed,
+            cpus: generator,
         };
         let h = driver::start(spec)?;
         let tick = |until: Option<Instant>, h: &driver::DriveHandle| loop {
@@ -305,6 +371,7 @@ impl Session {
             .and_then(|a| scrape::fetch(a).ok())
             .and_then(|d| scrape::snapshot(&d, POOL));
         let out = h.join()?;
+        self.observe(out.cpus_observed.iter().map(|c| ("generator", c.as_str())));
         let mut stats = CellStats::from_thread(&out.stats, out.window.as_secs_f64(), params.rate);
         if let (Some(b), Some(a)) = (before, after) {
             stats.proxy = Some(scrape::window(&b, &a, stats.requests));

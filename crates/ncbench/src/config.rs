@@ -5,6 +5,7 @@
 //! [`ConfigError`] line naming the file, the dotted key and the problem. The
 //! built-in default (`ncbench run` with no argument) is `bench-configs/quick.toml`,
 //! embedded at compile time so it cannot drift from the file users read.
+use crate::affinity::{CpuList, Placement};
 use crate::error::ConfigError;
 use crate::units::{ByteSize, Dur, Fraction};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -140,6 +141,11 @@ pub struct BenchConfig {
     pub baseline: BaselineThresholds,
     #[serde(default)]
     pub capacity: CapacitySpec,
+    /// CPUs for the generator, the proxies and the backends (absent = not pinned).
+    /// Left out of the serialized config when empty, so unpinned configs keep
+    /// their fingerprint.
+    #[serde(default, skip_serializing_if = "PlacementSection::is_empty")]
+    pub placement: PlacementSection,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -756,6 +762,35 @@ impl Default for CapacitySpec {
     }
 }
 
+/// `[placement]`: taskset-style CPU lists (`"0"`, `"0,2"`, `"0-3"`, `"0-1,3"`)
+/// per role. Kept as written for the stored config; `validate()` parses them.
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct PlacementSection {
+    /// ncbench's own driver threads.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub generator: Option<String>,
+    /// Every proxy under test (nutcracker, the ncproxy binary, in-process ncproxy).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub proxies: Option<String>,
+    /// redis-server backends and the embedded backend.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub backends: Option<String>,
+    #[serde(skip)]
+    parsed: Placement,
+}
+
+impl PlacementSection {
+    pub fn is_empty(&self) -> bool {
+        self.generator.is_none() && self.proxies.is_none() && self.backends.is_none()
+    }
+
+    /// The parsed lists (filled in by `BenchConfig::validate`).
+    pub fn cpus(&self) -> &Placement {
+        &self.parsed
+    }
+}
+
 /// Reads and validates a config file.
 pub fn load(path: &Path) -> Result<BenchConfig, ConfigError> {
     let name = path.display().to_string();
@@ -941,6 +976,8 @@ impl BenchConfig {
         if !(1..=1024).contains(&p.iov_max) {
             return Err(self.err("proxy.iov_max", "must be between 1 and 1024"));
         }
+
+        self.validate_placement()?;
 
         // targets
         if self.targets.is_empty() {
@@ -1197,6 +1234,39 @@ impl BenchConfig {
         Ok(())
     }
 
+    /// Parses `[placement]` and checks every CPU against this process's CPU set.
+    fn validate_placement(&mut self) -> Result<(), ConfigError> {
+        let p = &self.placement;
+        if p.is_empty() {
+            self.placement.parsed = Placement::default();
+            return Ok(());
+        }
+        let allowed = crate::affinity::allowed_cpus().map_err(|e| {
+            self.err(
+                "placement",
+                format!("cannot read the CPUs this process may use: {e}"),
+            )
+        })?;
+        let parse = |key: &str, text: &Option<String>| -> Result<Option<CpuList>, ConfigError> {
+            let Some(text) = text else { return Ok(None) };
+            let list = CpuList::parse(text).map_err(|e| self.err(key, e))?;
+            if let Some(cpu) = list.first_outside(&allowed) {
+                return Err(self.err(
+                    key,
+                    format!("CPU {cpu} is not available to this process (allowed: {allowed})"),
+                ));
+            }
+            Ok(Some(list))
+        };
+        let parsed = Placement {
+            generator: parse("placement.generator", &p.generator)?,
+            proxies: parse("placement.proxies", &p.proxies)?,
+            backends: parse("placement.backends", &p.backends)?,
+        };
+        self.placement.parsed = parsed;
+        Ok(())
+    }
+
     /// A short stable hash of the config (for matching baselines like with like).
     pub fn fingerprint(&self) -> String {
         let mut c = self.clone();
@@ -1287,6 +1357,57 @@ mod tests {
             "{MIN}[[gate]]\nmetric = \"speed\"\ncells = {{}}\nmax = 1\n"
         ));
         assert!(e.starts_with("t.toml: gate[0].metric"), "{e}");
+    }
+
+    #[test]
+    fn placement_lists_parse_and_default_to_unpinned() {
+        let c = from_toml_str(MIN, "t.toml").unwrap();
+        assert!(!c.placement.cpus().is_set());
+        let first = crate::affinity::allowed_cpus().unwrap().cpus()[0];
+        let text = format!("{MIN}[placement]\nproxies = \"{first},{first}\"\n");
+        let c = from_toml_str(&text, "t").unwrap();
+        let p = c.placement.cpus();
+        assert_eq!(p.proxies.as_ref().unwrap().to_string(), first.to_string());
+        assert_eq!((p.generator.as_ref(), p.backends.as_ref()), (None, None));
+        // An unpinned config keeps the fingerprint it had before [placement] existed.
+        let json = serde_json::to_string(&from_toml_str(MIN, "t").unwrap()).unwrap();
+        assert!(!json.contains("placement"), "{json}");
+    }
+
+    #[test]
+    fn placement_errors_name_key_and_problem() {
+        let e = err(&format!("{MIN}[placement]\nproxies = \"a\"\n"));
+        assert!(
+            e.starts_with("t.toml: placement.proxies: `a` is not a CPU number"),
+            "{e}"
+        );
+        let e = err(&format!("{MIN}[placement]\ngenerator = \"3-1\"\n"));
+        assert_eq!(
+            e,
+            "t.toml: placement.generator: range `3-1` runs backwards (write 1-3)"
+        );
+        let e = err(&format!("{MIN}[placement]\nbackends = \"\"\n"));
+        assert!(
+            e.starts_with("t.toml: placement.backends: empty CPU list"),
+            "{e}"
+        );
+        let e = err(&format!("{MIN}[placement]\nbackends = \"1,,2\"\n"));
+        assert!(
+            e.starts_with("t.toml: placement.backends: `1,,2` has an empty item"),
+            "{e}"
+        );
+        let e = err(&format!("{MIN}[placement]\nproxy = \"0\"\n"));
+        assert!(e.starts_with("t.toml: placement.proxy"), "{e}");
+        // One past the highest CPU this process may use is never available.
+        let allowed = crate::affinity::allowed_cpus().unwrap();
+        let cpu = allowed.cpus().last().unwrap() + 1;
+        let e = err(&format!("{MIN}[placement]\nproxies = \"{cpu}\"\n"));
+        assert_eq!(
+            e,
+            format!(
+                "t.toml: placement.proxies: CPU {cpu} is not available to this process (allowed: {allowed})"
+            )
+        );
     }
 
     #[test]

@@ -18,6 +18,10 @@
 //! so queueing in the system (and in the driver) is counted (coordinated-omission
 //! safe). A pacer OS thread per driver thread wakes connections when requests
 //! fall due, because tokio timers have millisecond resolution.
+//!
+//! With `[placement] generator`, each driver thread pins itself at its start
+//! (its pacer inherits that), and every thread reports where it may run.
+use crate::affinity::{self, CpuList};
 use crate::config::{Length, LoopMode, Workload};
 use crate::error::{BenchError, Result};
 use crate::resp;
@@ -55,15 +59,24 @@ pub struct DriveSpec {
     pub workload: Workload,
     pub keyspace: Arc<Keyspace>,
     pub seed: u64,
+    /// CPUs every driver thread pins itself to (`None` = not pinned).
+    pub cpus: Option<CpuList>,
 }
 
-/// Default driver threads: half the cores (the proxy and the backends need the
-/// rest on the same machine), at least one, at most one per connection.
-pub fn auto_threads(connections: u32) -> usize {
-    let cores = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1);
-    (cores / 2).max(1).min(connections as usize)
+/// Default driver threads: one per generator CPU when the generator is pinned,
+/// else half the cores (the proxy and the backends need the rest on the same
+/// machine); at least one, at most one per connection.
+pub fn auto_threads(connections: u32, generator: Option<&CpuList>) -> usize {
+    let n = match generator {
+        Some(cpus) => cpus.len(),
+        None => {
+            let cores = std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1);
+            cores / 2
+        }
+    };
+    n.max(1).min(connections as usize)
 }
 
 /// A running drive. Poll [`DriveHandle::completed`] for progress, then `join`.
@@ -75,6 +88,7 @@ pub struct DriveHandle {
     threads: Vec<std::thread::JoinHandle<std::result::Result<ThreadStats, String>>>,
     progress: Arc<Vec<AtomicU64>>,
     abort: Arc<AtomicBool>,
+    cpus_seen: Arc<Mutex<Vec<String>>>,
 }
 
 /// What a finished drive measured.
@@ -83,6 +97,8 @@ pub struct DriveOutcome {
     pub stats: ThreadStats,
     /// Length of the measured window.
     pub window: Duration,
+    /// Each driver thread's `Cpus_allowed_list`, read at its start.
+    pub cpus_observed: Vec<String>,
 }
 
 impl DriveHandle {
@@ -126,9 +142,11 @@ impl DriveHandle {
             Some(end) => end - self.warm_end,
             None => Duration::from_nanos(total.last_reply_ns.saturating_sub(warm_ns).max(1)),
         };
+        let cpus_observed = std::mem::take(&mut *self.cpus_seen.lock().unwrap());
         Ok(DriveOutcome {
             stats: total,
             window,
+            cpus_observed,
         })
     }
 }
@@ -160,6 +178,7 @@ pub fn start(spec: DriveSpec) -> Result<DriveHandle> {
     let t0_slot: Arc<Mutex<Option<Instant>>> = Arc::new(Mutex::new(None));
     let go = Arc::new(Barrier::new(threads + 1));
     let failed = Arc::new(Mutex::new(None::<String>));
+    let cpus_seen = Arc::new(Mutex::new(Vec::with_capacity(threads)));
 
     let warm_ns = spec.warmup.as_nanos() as u64;
     let (end_ns, total_quota) = match spec.length {
@@ -179,9 +198,24 @@ pub fn start(spec: DriveSpec) -> Result<DriveHandle> {
         let go = go.clone();
         let t0_slot = t0_slot.clone();
         let failed = failed.clone();
+        let cpus_seen = cpus_seen.clone();
         let h = std::thread::Builder::new()
             .name(format!("ncbench-drv{t}"))
             .spawn(move || {
+                // Before the runtime: everything this thread starts inherits the mask.
+                if let Some(cpus) = &spec.cpus {
+                    if let Err(e) = affinity::pin_current_thread(cpus) {
+                        *failed.lock().unwrap() =
+                            Some(format!("cannot pin a driver thread to CPUs {cpus}: {e}"));
+                        connected.wait();
+                        go.wait();
+                        return Err("pin".into());
+                    }
+                }
+                cpus_seen
+                    .lock()
+                    .unwrap()
+                    .push(affinity::cpus_allowed_of_this_thread());
                 let rt = match tokio::runtime::Builder::new_current_thread()
                     .enable_all()
                     .build()
@@ -306,6 +340,7 @@ pub fn start(spec: DriveSpec) -> Result<DriveHandle> {
         threads: handles,
         progress,
         abort,
+        cpus_seen,
     })
 }
 

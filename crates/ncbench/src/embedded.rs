@@ -5,7 +5,9 @@
 //! FLUSHALL/FLUSHDB, DBSIZE, COMMAND, INFO, QUIT. Each backend is its own
 //! keyspace. All backends run on one thread with a current-thread runtime:
 //! this is a fallback so `ncbench run` works anywhere, not a Redis replacement,
-//! and runs on it are announced as such.
+//! and runs on it are announced as such. The thread pins itself to
+//! `[placement] backends` when that is set.
+use crate::affinity::{self, CpuList};
 use crate::error::{BenchError, Result};
 use crate::resp::{self, Reply};
 use std::cell::RefCell;
@@ -21,6 +23,8 @@ type Store = Rc<RefCell<HashMap<Vec<u8>, Vec<u8>>>>;
 /// Running embedded backends; dropped = stopped.
 pub struct EmbeddedBackends {
     pub addrs: Vec<SocketAddr>,
+    /// The CPUs the backend thread may run on, as it read them at its start.
+    pub cpus_allowed: String,
     stop: Arc<Notify>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -42,8 +46,9 @@ impl Drop for EmbeddedBackends {
     }
 }
 
-/// Starts `count` embedded backends on free loopback ports.
-pub fn start(count: usize) -> Result<EmbeddedBackends> {
+/// Starts `count` embedded backends on free loopback ports, on one thread
+/// pinned to `cpus` when given.
+pub fn start(count: usize, cpus: Option<&CpuList>) -> Result<EmbeddedBackends> {
     let mut listeners = Vec::with_capacity(count);
     let mut addrs = Vec::with_capacity(count);
     for _ in 0..count {
@@ -59,9 +64,19 @@ pub fn start(count: usize) -> Result<EmbeddedBackends> {
     }
     let stop = Arc::new(Notify::new());
     let stop2 = stop.clone();
+    let cpus = cpus.cloned();
+    let (started_tx, started_rx) =
+        std::sync::mpsc::channel::<std::result::Result<String, String>>();
     let thread = std::thread::Builder::new()
         .name("ncbench-embedded".into())
         .spawn(move || {
+            if let Some(c) = &cpus {
+                if let Err(e) = affinity::pin_current_thread(c) {
+                    let _ = started_tx.send(Err(format!("cannot pin to CPUs {c}: {e}")));
+                    return;
+                }
+            }
+            let _ = started_tx.send(Ok(affinity::cpus_allowed_of_this_thread()));
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
@@ -82,8 +97,13 @@ pub fn start(count: usize) -> Result<EmbeddedBackends> {
             });
         })
         .map_err(|e| BenchError::setup(format!("embedded backend: {e}")))?;
+    let cpus_allowed = started_rx
+        .recv()
+        .unwrap_or_else(|_| Err("the backend thread ended before it started".into()))
+        .map_err(|e| BenchError::setup(format!("embedded backend: {e}")))?;
     Ok(EmbeddedBackends {
         addrs,
+        cpus_allowed,
         stop,
         thread: Some(thread),
     })
@@ -313,8 +333,18 @@ mod tests {
     }
 
     #[test]
+    fn backend_thread_runs_where_placed() {
+        let allowed = affinity::allowed_cpus().unwrap();
+        let b = start(1, None).unwrap();
+        assert_eq!(b.cpus_allowed, allowed.to_string());
+        let last = CpuList::parse(&allowed.cpus().last().unwrap().to_string()).unwrap();
+        let b = start(1, Some(&last)).unwrap();
+        assert_eq!(b.cpus_allowed, last.to_string());
+    }
+
+    #[test]
     fn serves_over_tcp_with_the_redis_crate() {
-        let b = start(2).unwrap();
+        let b = start(2, None).unwrap();
         let client = redis::Client::open(format!("redis://{}/", b.addrs[1])).unwrap();
         let mut con = client.get_connection().unwrap();
         let _: () = redis::cmd("SET").arg("k").arg("v").query(&mut con).unwrap();

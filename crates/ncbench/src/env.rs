@@ -1,7 +1,9 @@
 //! The environment fingerprint stored next to every result: which machine,
 //! kernel and software produced the numbers, so baselines can be matched like
-//! with like (a laptop result is no baseline for a CI runner).
+//! with like (a laptop result is no baseline for a CI runner), and where the
+//! generator, proxies and backends were placed on its CPUs.
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
 pub struct Environment {
@@ -19,6 +21,46 @@ pub struct Environment {
     pub nutcracker: Option<String>,
     /// Hash of cpu model, cpu count, kernel and build profile.
     pub fingerprint: String,
+    /// Where things ran; absent in results written before ncbench recorded it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub placement: Option<PlacementReport>,
+}
+
+/// `[placement]` as configured, and as the kernel reported it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+pub struct PlacementReport {
+    /// Configured CPU list of the driver threads (canonical form); null = not pinned.
+    pub generator: Option<String>,
+    /// Configured CPU list of every proxy under test; null = not pinned.
+    pub proxies: Option<String>,
+    /// Configured CPU list of the backends ncbench starts; null = not pinned.
+    pub backends: Option<String>,
+    /// `Cpus_allowed_list` from /proc, read when each process or thread had
+    /// started, by name: `generator` (every driver thread of every cell),
+    /// `redis-server :PORT`, `embedded backend`, `nutcracker :PORT`,
+    /// `ncproxy :PORT` (the binary), `ncproxy in-process :PORT` (its threads).
+    /// Each value lists the distinct lists seen, normally exactly one.
+    pub observed: BTreeMap<String, Vec<String>>,
+}
+
+impl PlacementReport {
+    /// Whether any role was pinned.
+    pub fn is_configured(&self) -> bool {
+        self.generator.is_some() || self.proxies.is_some() || self.backends.is_some()
+    }
+
+    /// `generator 1 · proxies 0 · backends 0` (`unpinned` for a role left out).
+    pub fn summary(&self) -> String {
+        let role = |name: &str, cpus: &Option<String>| {
+            format!("{name} {}", cpus.as_deref().unwrap_or("unpinned"))
+        };
+        [
+            role("generator", &self.generator),
+            role("proxies", &self.proxies),
+            role("backends", &self.backends),
+        ]
+        .join(" · ")
+    }
 }
 
 fn read(path: &str) -> String {
@@ -71,6 +113,7 @@ impl Environment {
             redis_server: None,
             nutcracker: None,
             fingerprint,
+            placement: None,
         }
     }
 }

@@ -4,7 +4,10 @@
 //! The generated pool config goes through `nc_config` exactly as the binary's
 //! `-c` file would, and `nc_proxy::start` runs the proxy on its own worker
 //! threads, with its stats server on a free loopback port, so scraping works
-//! the same as for the binary.
+//! the same as for the binary. With `[placement] proxies`, the starting
+//! thread is pinned while `nc_proxy::start` runs, so every thread the proxy
+//! starts inherits those CPUs.
+use crate::affinity::{self, CpuList};
 use crate::error::{BenchError, Result};
 use std::net::SocketAddr;
 
@@ -12,6 +15,8 @@ use std::net::SocketAddr;
 pub struct InProcProxy {
     proxy: Option<nc_proxy::RunningProxy>,
     stats: Option<SocketAddr>,
+    /// Name and allowed CPUs of each thread the proxy started.
+    pub threads_cpus: Vec<(String, String)>,
 }
 
 impl InProcProxy {
@@ -35,13 +40,22 @@ impl Drop for InProcProxy {
     }
 }
 
-/// Starts ncproxy in-process with the pool config `yaml`. `None` would mean
-/// "not in this build" (the caller then uses the binary); this build has it.
-pub fn start(yaml: &str, _listen: SocketAddr, workers: u32) -> Option<Result<InProcProxy>> {
-    Some(start_inner(yaml, workers))
+/// Starts ncproxy in-process with the pool config `yaml`, its threads on
+/// `cpus` when given. `None` would mean "not in this build" (the caller then
+/// uses the binary); this build has it.
+pub fn start(
+    yaml: &str,
+    _listen: SocketAddr,
+    workers: u32,
+    cpus: Option<&CpuList>,
+) -> Option<Result<InProcProxy>> {
+    Some(start_inner(yaml, workers, cpus))
 }
 
-fn start_inner(yaml: &str, workers: u32) -> Result<InProcProxy> {
+/// nc_proxy names its threads `ncproxy-worker-N` and `ncproxy-stats`.
+const THREAD_PREFIX: &str = "ncproxy-";
+
+fn start_inner(yaml: &str, workers: u32, cpus: Option<&CpuList>) -> Result<InProcProxy> {
     let cfg = nc_config::Config::from_yaml_str(yaml, "<ncbench generated pool>").map_err(|e| {
         BenchError::setup(format!(
             "ncproxy rejected the generated config: {}",
@@ -55,11 +69,38 @@ fn start_inner(yaml: &str, workers: u32) -> Result<InProcProxy> {
         stats_interval_ms: 1000,
         ..nc_proxy::RunOptions::default()
     };
-    let p = nc_proxy::start(cfg, opts)
+    let before = affinity::thread_ids();
+    let p = affinity::on_cpus(cpus, || nc_proxy::start(cfg, opts))
+        .map_err(|e| BenchError::setup(format!("ncproxy in-process: cannot pin: {e}")))?
         .map_err(|e| BenchError::setup(format!("ncproxy in-process: {e}")))?;
+    let threads_cpus = proxy_threads(&before);
     let stats = p.stats_addr();
     Ok(InProcProxy {
         proxy: Some(p),
         stats,
+        threads_cpus,
     })
+}
+
+/// The proxy's threads: the ones new since `before` that carry its names (the
+/// name also keeps out threads other code in this process started meanwhile).
+/// A new thread names itself after it starts, so this waits a little for
+/// every new thread to have a proxy name.
+fn proxy_threads(before: &[u32]) -> Vec<(String, String)> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(1);
+    loop {
+        let new: Vec<(String, String)> = affinity::thread_ids()
+            .into_iter()
+            .filter(|t| !before.contains(t))
+            .filter_map(affinity::thread_name_and_cpus)
+            .collect();
+        let all_named = new.iter().all(|(name, _)| name.starts_with(THREAD_PREFIX));
+        if all_named || std::time::Instant::now() >= deadline {
+            return new
+                .into_iter()
+                .filter(|(name, _)| name.starts_with(THREAD_PREFIX))
+                .collect();
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
 }

@@ -3,6 +3,7 @@
 //!
 //! Layout:
 //! - `config` (TOML, validation with file + key errors) and `units`;
+//! - `affinity` (`[placement]`: CPU lists, pinning threads and children, /proc readback);
 //! - `workload` (seeded generators, request encoding, reply checking) and
 //!   `resp` (the driver's reply scanner);
 //! - `driver` (threads × current-thread runtimes, closed and open loop,
@@ -19,6 +20,7 @@
 // Unsafe only where a tokio API requires it (driver::connect), allowed locally.
 #![deny(unsafe_code)]
 
+pub mod affinity;
 pub mod bench;
 pub mod capacity;
 pub mod config;

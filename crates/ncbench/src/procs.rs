@@ -1,10 +1,12 @@
 //! Child processes ncbench starts: redis-server backends, nutcracker and the
 //! ncproxy binary. Each is killed (and reaped) when its guard drops, so a run
-//! that fails half-way leaves nothing listening.
+//! that fails half-way leaves nothing listening. Each starts on the CPUs
+//! `[placement]` gives its role, if any.
 //!
 //! This is the minimum ncbench needs; the test harness crate (`nc-harness`)
 //! offers the same for tests. ncbench keeps its own so the product does not
 //! depend on test scaffolding.
+use crate::affinity::{self, CpuList};
 use crate::error::{BenchError, Result};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -50,6 +52,11 @@ impl ChildGuard {
     pub fn pid(&self) -> u32 {
         self.child.id()
     }
+
+    /// The CPUs the child may run on, as the kernel reports it now.
+    pub fn cpus_allowed(&self) -> String {
+        affinity::cpus_allowed_of_process(self.pid())
+    }
 }
 
 impl Drop for ChildGuard {
@@ -82,30 +89,31 @@ pub fn wait_listening(addr: SocketAddr, child: &mut ChildGuard, within: Duration
     }
 }
 
-/// Starts `redis-server` on a free loopback port with persistence off.
-pub fn start_redis(binary: &Path) -> Result<(ChildGuard, SocketAddr)> {
+/// Starts `redis-server` on a free loopback port with persistence off, on
+/// `cpus` when given.
+pub fn start_redis(binary: &Path, cpus: Option<&CpuList>) -> Result<(ChildGuard, SocketAddr)> {
     let port = free_port()?;
-    let child = Command::new(binary)
-        .args([
-            "--port",
-            &port.to_string(),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--protected-mode",
-            "no",
-            "--daemonize",
-            "no",
-            "--loglevel",
-            "warning",
-        ])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
+    let mut cmd = Command::new(binary);
+    cmd.args([
+        "--port",
+        &port.to_string(),
+        "--bind",
+        "127.0.0.1",
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+        "--protected-mode",
+        "no",
+        "--daemonize",
+        "no",
+        "--loglevel",
+        "warning",
+    ])
+    .stdin(Stdio::null())
+    .stdout(Stdio::null())
+    .stderr(Stdio::null());
+    let child = affinity::spawn_on(&mut cmd, cpus)
         .map_err(|e| BenchError::setup(format!("cannot start {}: {e}", binary.display())))?;
     let mut g = ChildGuard {
         child,
@@ -117,13 +125,15 @@ pub fn start_redis(binary: &Path) -> Result<(ChildGuard, SocketAddr)> {
 }
 
 /// Starts a nutcracker-compatible proxy binary (nutcracker or ncproxy) with the
-/// config text `yaml`, stats on a free port. `extra` adds flags (`--workers`).
+/// config text `yaml`, stats on a free port, on `cpus` when given. `extra`
+/// adds flags (`--workers`).
 pub fn start_proxy_binary(
     binary: &Path,
     yaml: &str,
     listen: SocketAddr,
     extra: &[String],
     workdir: &Path,
+    cpus: Option<&CpuList>,
 ) -> Result<(ChildGuard, SocketAddr)> {
     let name = binary
         .file_name()
@@ -152,8 +162,7 @@ pub fn start_proxy_binary(
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null());
-    let child = cmd
-        .spawn()
+    let child = affinity::spawn_on(&mut cmd, cpus)
         .map_err(|e| BenchError::setup(format!("cannot start {}: {e}", binary.display())))?;
     let mut g = ChildGuard {
         child,

@@ -38,6 +38,14 @@ pub fn table(r: &RunResult) -> String {
         r.backends.count,
         r.backends.version.as_deref().unwrap_or(&r.backends.kind),
     );
+    if let Some(p) = r
+        .environment
+        .placement
+        .as_ref()
+        .filter(|p| p.is_configured())
+    {
+        let _ = writeln!(s, "placement: {}", p.summary());
+    }
     if r.backends.kind == "embedded" {
         let _ = writeln!(s, "note: embedded in-process RESP backend (no redis-server on PATH): numbers are not Redis numbers");
     }

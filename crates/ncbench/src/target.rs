@@ -4,6 +4,9 @@
 //! started per cell, because the send-path knobs are pool settings: ncproxy
 //! in-process or as its binary, nutcracker from PATH with a generated config,
 //! an external address, or the backends themselves (`direct`, the physical limit).
+//! Backends start on `[placement] backends`, proxies on `[placement] proxies`;
+//! each records where it was actually allowed to run.
+use crate::affinity::CpuList;
 use crate::config::{
     BackendKind, BackendsSection, ProxySection, SendLimit, SendMode, TargetKind, TargetSpec,
 };
@@ -23,6 +26,8 @@ pub struct Backends {
     pub version: Option<String>,
     /// Whether ncbench owns them (and may flush them).
     pub owned: bool,
+    /// (process or thread, its `Cpus_allowed_list`) for each backend ncbench started.
+    pub cpus_observed: Vec<(String, String)>,
     _redis: Vec<ChildGuard>,
     _embedded: Option<EmbeddedBackends>,
 }
@@ -36,8 +41,9 @@ impl std::fmt::Debug for Backends {
     }
 }
 
-/// Starts (or resolves) the backends described by `[backends]`.
-pub fn start_backends(cfg: &BackendsSection) -> Result<Backends> {
+/// Starts (or resolves) the backends described by `[backends]`; the ones
+/// ncbench starts run on `cpus` when given.
+pub fn start_backends(cfg: &BackendsSection, cpus: Option<&CpuList>) -> Result<Backends> {
     let count = cfg.count as usize;
     let redis_bin = procs::which(&cfg.redis_server);
     let use_redis = match cfg.kind {
@@ -51,6 +57,7 @@ pub fn start_backends(cfg: &BackendsSection) -> Result<Backends> {
                 kind: "external",
                 version: None,
                 owned: false,
+                cpus_observed: Vec::new(),
                 _redis: Vec::new(),
                 _embedded: None,
             });
@@ -72,7 +79,7 @@ pub fn start_backends(cfg: &BackendsSection) -> Result<Backends> {
         let mut guards = Vec::with_capacity(count);
         let mut addrs = Vec::with_capacity(count);
         for _ in 0..count {
-            let (g, a) = procs::start_redis(&bin)?;
+            let (g, a) = procs::start_redis(&bin, cpus)?;
             guards.push(g);
             addrs.push(a);
         }
@@ -87,16 +94,21 @@ pub fn start_backends(cfg: &BackendsSection) -> Result<Backends> {
                     .unwrap_or(v)
             }),
             owned: true,
+            cpus_observed: guards
+                .iter()
+                .map(|g| (g.name.clone(), g.cpus_allowed()))
+                .collect(),
             _redis: guards,
             _embedded: None,
         })
     } else {
-        let e = embedded::start(count)?;
+        let e = embedded::start(count, cpus)?;
         Ok(Backends {
             addrs: e.addrs.clone(),
             kind: "embedded",
             version: Some("ncbench embedded RESP backend".into()),
             owned: true,
+            cpus_observed: vec![("embedded backend".into(), e.cpus_allowed.clone())],
             _redis: Vec::new(),
             _embedded: Some(e),
         })
@@ -139,7 +151,8 @@ impl From<BenchError> for StartError {
 enum Guard {
     None,
     Child { _guard: ChildGuard },
-    InProc(crate::inproc::InProcProxy),
+    // Boxed: the in-process proxy is far larger than the other guards.
+    InProc(Box<crate::inproc::InProcProxy>),
 }
 
 /// A started target.
@@ -150,6 +163,8 @@ pub struct RunningTarget {
     /// How it runs, for the report (`ncproxy in-process`, `nutcracker 0.5.0 (pid 123)`).
     pub how: String,
     pub pid: Option<u32>,
+    /// (process or thread, its `Cpus_allowed_list`) for the proxy ncbench started.
+    pub cpus_observed: Vec<(String, String)>,
     guard: Guard,
 }
 
@@ -230,13 +245,14 @@ pub fn find_ncproxy(explicit: Option<&str>) -> Option<PathBuf> {
     procs::which("ncproxy")
 }
 
-/// Starts one target for one cell.
+/// Starts one target for one cell; a proxy ncbench starts runs on `cpus` when given.
 pub fn start_target(
     spec: &TargetSpec,
     knobs: Option<Knobs>,
     proxy: &ProxySection,
     backends: &Backends,
     workdir: &Path,
+    cpus: Option<&CpuList>,
 ) -> std::result::Result<RunningTarget, StartError> {
     let unavailable = |msg: String| StartError {
         unavailable: true,
@@ -248,6 +264,7 @@ pub fn start_target(
             stats: None,
             how: format!("{} backends directly", backends.kind),
             pid: None,
+            cpus_observed: Vec::new(),
             guard: Guard::None,
         }),
         TargetKind::External => {
@@ -261,6 +278,7 @@ pub fn start_target(
                 stats,
                 how: format!("external {addr}"),
                 pid: None,
+                cpus_observed: Vec::new(),
                 guard: Guard::None,
             })
         }
@@ -278,13 +296,14 @@ pub fn start_target(
             let listen: SocketAddr = ([127, 0, 0, 1], procs::free_port()?).into();
             // nutcracker has no send-path knobs: it always batches up to 128 iovecs.
             let yaml = proxy_yaml(listen, proxy, &backends.addrs, None);
-            let (g, stats) = procs::start_proxy_binary(&bin, &yaml, listen, &[], workdir)?;
+            let (g, stats) = procs::start_proxy_binary(&bin, &yaml, listen, &[], workdir, cpus)?;
             let version = procs::version_of(&bin, "-V").unwrap_or_else(|| "nutcracker".into());
             Ok(RunningTarget {
                 addrs: vec![listen],
                 stats: Some(stats),
                 how: format!("{version} (pid {})", g.pid()),
                 pid: Some(g.pid()),
+                cpus_observed: vec![(g.name.clone(), g.cpus_allowed())],
                 guard: Guard::Child { _guard: g },
             })
         }
@@ -293,14 +312,20 @@ pub fn start_target(
             let yaml = proxy_yaml(listen, proxy, &backends.addrs, knobs);
             let workers = spec.workers.unwrap_or(proxy.workers);
             if spec.kind == TargetKind::Ncproxy {
-                if let Some(r) = crate::inproc::start(&yaml, listen, workers) {
+                if let Some(r) = crate::inproc::start(&yaml, listen, workers, cpus) {
                     let p = r?;
+                    let name = format!("ncproxy in-process :{}", listen.port());
                     return Ok(RunningTarget {
                         addrs: vec![listen],
                         stats: p.stats_addr(),
                         how: format!("ncproxy in-process ({workers} worker(s))"),
                         pid: None,
-                        guard: Guard::InProc(p),
+                        cpus_observed: p
+                            .threads_cpus
+                            .iter()
+                            .map(|(_, cpus)| (name.clone(), cpus.clone()))
+                            .collect(),
+                        guard: Guard::InProc(Box::new(p)),
                     });
                 }
             }
@@ -311,7 +336,7 @@ pub fn start_target(
                 ));
             };
             let extra = vec!["--workers".to_string(), workers.to_string()];
-            let (g, stats) = procs::start_proxy_binary(&bin, &yaml, listen, &extra, workdir)?;
+            let (g, stats) = procs::start_proxy_binary(&bin, &yaml, listen, &extra, workdir, cpus)?;
             Ok(RunningTarget {
                 addrs: vec![listen],
                 stats: Some(stats),
@@ -321,6 +346,7 @@ pub fn start_target(
                     g.pid()
                 ),
                 pid: Some(g.pid()),
+                cpus_observed: vec![(g.name.clone(), g.cpus_allowed())],
                 guard: Guard::Child { _guard: g },
             })
         }

@@ -64,6 +64,17 @@ incr = 10
     assert!(c.latency_us.p50 > 0.0 && c.latency_us.p99 >= c.latency_us.p50);
     let v = r.verify.clone().expect("verify ran");
     assert!(v.checked >= 1000 && v.bad == 0, "{v:?}");
+    // Unpinned: placement is recorded as such, and the table has no placement line.
+    let p = r
+        .environment
+        .placement
+        .as_ref()
+        .expect("placement recorded");
+    assert!(
+        !p.is_configured() && p.observed.contains_key("generator"),
+        "{p:?}"
+    );
+    assert!(!ncbench::report::table(&r).contains("placement:"));
     // The result survives a JSON round trip (the schema compare reads).
     let text = serde_json::to_string(&r).unwrap();
     let back: RunResult = serde_json::from_str(&text).unwrap();
