@@ -89,6 +89,18 @@ pub fn wait_listening(addr: SocketAddr, child: &mut ChildGuard, within: Duration
     }
 }
 
+/// Spawns `cmd` (running `binary`) on `cpus` when given, killed when the guard drops.
+fn spawn_guarded(
+    cmd: &mut Command,
+    binary: &Path,
+    name: String,
+    cpus: Option<&CpuList>,
+) -> Result<ChildGuard> {
+    let child = affinity::spawn_on(cmd, cpus)
+        .map_err(|e| BenchError::setup(format!("cannot start {}: {e}", binary.display())))?;
+    Ok(ChildGuard { child, name })
+}
+
 /// Starts `redis-server` on a free loopback port with persistence off, on
 /// `cpus` when given.
 pub fn start_redis(binary: &Path, cpus: Option<&CpuList>) -> Result<(ChildGuard, SocketAddr)> {
@@ -113,12 +125,7 @@ pub fn start_redis(binary: &Path, cpus: Option<&CpuList>) -> Result<(ChildGuard,
     .stdin(Stdio::null())
     .stdout(Stdio::null())
     .stderr(Stdio::null());
-    let child = affinity::spawn_on(&mut cmd, cpus)
-        .map_err(|e| BenchError::setup(format!("cannot start {}: {e}", binary.display())))?;
-    let mut g = ChildGuard {
-        child,
-        name: format!("redis-server :{port}"),
-    };
+    let mut g = spawn_guarded(&mut cmd, binary, format!("redis-server :{port}"), cpus)?;
     let addr: SocketAddr = ([127, 0, 0, 1], port).into();
     wait_listening(addr, &mut g, Duration::from_secs(10))?;
     Ok((g, addr))
@@ -162,12 +169,7 @@ pub fn start_proxy_binary(
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null());
-    let child = affinity::spawn_on(&mut cmd, cpus)
-        .map_err(|e| BenchError::setup(format!("cannot start {}: {e}", binary.display())))?;
-    let mut g = ChildGuard {
-        child,
-        name: format!("{name} :{}", listen.port()),
-    };
+    let mut g = spawn_guarded(&mut cmd, binary, format!("{name} :{}", listen.port()), cpus)?;
     if let Err(e) = wait_listening(listen, &mut g, Duration::from_secs(10)) {
         let tail = std::fs::read_to_string(&log).unwrap_or_default();
         let tail: String = tail.lines().rev().take(3).collect::<Vec<_>>().join(" | ");

@@ -92,21 +92,11 @@ fn parse_hex32(b: &[u8]) -> Option<u32> {
     Some(v)
 }
 
+/// `<prefix><n>\r\n`, the digits written by the protocol crate's encoder.
 #[inline]
-fn put_len(out: &mut Vec<u8>, prefix: u8, mut n: usize) {
-    // Digits on the stack: this runs once per SET, so no String allocation.
-    let mut digits = [0u8; 20];
-    let mut i = digits.len();
-    loop {
-        i -= 1;
-        digits[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
+fn put_len(out: &mut Vec<u8>, prefix: u8, n: usize) {
     out.push(prefix);
-    out.extend_from_slice(&digits[i..]);
+    nc_protocol::resp::write_usize(out, n);
     out.extend_from_slice(b"\r\n");
 }
 
