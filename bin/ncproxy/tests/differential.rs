@@ -535,6 +535,18 @@ fn wrongtype_and_server_errors_pass_through() {
             cmd!("ZADD", "wt:z", "nan?", "m"),
         ],
     );
+    // `-BUSYKEY` starts like `-BUSY` but is an ordinary error: passed
+    // through, and the server connection stays up for the requests behind it.
+    p.case(
+        "busykey is not busy",
+        Expect::Open,
+        vec![
+            cmd!("SET", "wt:r", g.val()),
+            cmd!("RESTORE", "wt:r", "0", "not a dump payload"),
+            cmd!("GET", "wt:r"),
+            cmd!("RESTORE", "wt:r2", "0", "not a dump payload"),
+        ],
+    );
     p.assert_same_placement(0);
 }
 

@@ -1,9 +1,18 @@
-//! Seeded random differential: random pipelines of mixed commands over a
-//! small keyspace (so keys collide, go missing and change type), with binary
-//! values and random write splits, sent to nutcracker and to ncproxy. Both
-//! have identically configured but separate backends; every reply byte must
-//! match. Set `NC_RANDOM_SEED` to replay a run, `NC_RANDOM_ROUNDS` for more.
+//! Seeded random differentials against nutcracker. Both proxies have
+//! identically configured but separate backends, and every reply byte must
+//! match.
+//!
+//! - Random pipelines of mixed commands over a small keyspace (so keys
+//!   collide, go missing and change type), with binary values and random
+//!   write splits.
+//! - The same pipelines with one mutation (a byte flipped, dropped, inserted
+//!   or duplicated, a length rewritten, a truncation, a stray prefix), over
+//!   the whole command table in random case and arity: the replies, and
+//!   whether the connection is closed, must match.
+//!
+//! Set `NC_RANDOM_SEED` to replay a run, `NC_RANDOM_ROUNDS` for more.
 
+use std::thread;
 use std::time::Duration;
 
 use nc_harness::{
@@ -133,6 +142,205 @@ fn command(rng: &mut Rng) -> Vec<u8> {
     resp_cmd(&refs)
 }
 
+/// One command from the whole table (nutcracker's and the unsupported ones
+/// it closes on), in random letter case, with 0 to 5 short arguments: the
+/// arity checks of every command class get exercised.
+fn any_command(rng: &mut Rng) -> Vec<u8> {
+    const NAMES: [&str; 40] = [
+        "get",
+        "set",
+        "mget",
+        "del",
+        "mset",
+        "ping",
+        "quit",
+        "auth",
+        "append",
+        "bitcount",
+        "decrby",
+        "eval",
+        "evalsha",
+        "exists",
+        "expire",
+        "getrange",
+        "hdel",
+        "hget",
+        "hmset",
+        "hincrbyfloat",
+        "linsert",
+        "lrange",
+        "pfadd",
+        "pfmerge",
+        "restore",
+        "setex",
+        "sinter",
+        "smove",
+        "sort",
+        "sunionstore",
+        "touch",
+        "unlink",
+        "zadd",
+        "zinterstore",
+        "zrangebyscore",
+        "zunionstore",
+        "geoadd",
+        "georadius",
+        "select",
+        "nosuch",
+    ];
+    let name = NAMES[rng.below(NAMES.len())];
+    let name: Vec<u8> = name
+        .bytes()
+        .map(|c| match rng.below(3) {
+            0 => c.to_ascii_uppercase(),
+            _ => c,
+        })
+        .collect();
+    let mut args = vec![name];
+    for _ in 0..rng.below(6) {
+        args.push(match rng.below(3) {
+            0 => rng.key(),
+            1 => (rng.below(24) as i64 - 3).to_string().into_bytes(),
+            _ => (0..rng.below(8)).map(|_| rng.next() as u8).collect(),
+        });
+    }
+    let refs: Vec<&[u8]> = args.iter().map(Vec::as_slice).collect();
+    resp_cmd(&refs)
+}
+
+/// Replacement length tokens: zero, negatives, signs, spaces, off by one.
+const LENGTHS: [&[u8]; 10] = [
+    b"0", b"-1", b"-2", b"1", b"2", b"+1", b" 1", b"", b"x", b"16336",
+];
+/// Stray prefixes: inline commands, blank lines, replies sent as requests.
+const PREFIXES: [&[u8]; 7] = [
+    b"PING\r\n",
+    b"\r\n",
+    b"\n",
+    b"GET a\r\n",
+    b"*1\r\n*1\r\n$4\r\nPING\r\n",
+    b":1\r\n",
+    b"+OK\r\n",
+];
+
+/// Applies one random mutation to a request stream.
+fn mutate(rng: &mut Rng, mut b: Vec<u8>) -> Vec<u8> {
+    if b.is_empty() {
+        return b;
+    }
+    let at = rng.below(b.len());
+    match rng.below(8) {
+        0 => b[at] = rng.next() as u8,
+        1 => {
+            b.remove(at);
+        }
+        2 => b.insert(at, b"*$:+-\r\n0123456789 "[rng.below(17)]),
+        3 => b.truncate(at),
+        4 => {
+            // Rewrite one `*N` or `$N` length.
+            let heads: Vec<usize> = (0..b.len())
+                .filter(|&i| matches!(b[i], b'*' | b'$'))
+                .collect();
+            let head = heads[rng.below(heads.len())];
+            if let Some(cr) = b[head..].iter().position(|&c| c == b'\r') {
+                let with = LENGTHS[rng.below(LENGTHS.len())];
+                b.splice(head + 1..head + cr, with.iter().copied());
+            }
+        }
+        5 => b[at] = b"\r\n*$"[rng.below(4)],
+        6 => {
+            let end = (at + 1 + rng.below(20)).min(b.len());
+            let piece = b[at..end].to_vec();
+            b.splice(at..at, piece);
+        }
+        _ => {
+            let mut with = PREFIXES[rng.below(PREFIXES.len())].to_vec();
+            with.extend_from_slice(&b);
+            b = with;
+        }
+    }
+    b
+}
+
+/// Inputs on which ncproxy differs from nutcracker on purpose (README,
+/// "Bounded request headers"), or which make Redis drop nutcracker's server
+/// connection (after which nutcracker fails the next request on it, a timing
+/// matter): a length of 7 or more digits, a leading zero, `$\r\n`, and a
+/// command name longer than 64 bytes that ncproxy refuses before its bytes
+/// arrive.
+fn deliberately_different(b: &[u8]) -> bool {
+    let mut i = 0;
+    while i < b.len() {
+        if matches!(b[i], b'*' | b'$') {
+            let digits = b[i + 1..].iter().take_while(|c| c.is_ascii_digit()).count();
+            let next = b.get(i + 1 + digits);
+            if digits >= 7 || (digits > 1 && b[i + 1] == b'0') {
+                return true;
+            }
+            if b[i] == b'$' && digits == 0 && next == Some(&b'\r') {
+                return true;
+            }
+            // `*N\r\n$L\r\n`: L is a command name's length.
+            if b[i] == b'*' && next == Some(&b'\r') && b.get(i + 2 + digits) == Some(&b'\n') {
+                let name = &b[i + 3 + digits..];
+                let len_digits = name
+                    .iter()
+                    .skip(1)
+                    .take_while(|c| c.is_ascii_digit())
+                    .count();
+                if name.first() == Some(&b'$') && len_digits > 0 {
+                    let len: usize = std::str::from_utf8(&name[1..1 + len_digits])
+                        .ok()
+                        .and_then(|t| t.parse().ok())
+                        .unwrap_or(usize::MAX);
+                    if len > 64 {
+                        return true;
+                    }
+                }
+            }
+            i += 1 + digits;
+        } else {
+            i += 1;
+        }
+    }
+    false
+}
+
+/// What a proxy did with one input: the bytes it sent back, and whether it
+/// closed the connection.
+type Outcome = (Vec<u8>, bool);
+
+/// Sends `bytes` on fresh connections to both proxies at once and collects
+/// what comes back until each closes or goes quiet for `idle`.
+fn both(
+    reference: &ProxyProcess,
+    subject: &ProxyProcess,
+    bytes: &[u8],
+    idle: Duration,
+) -> (Outcome, Outcome) {
+    let run = |proxy: &ProxyProcess| -> (RawConn, Outcome) {
+        let mut conn = proxy.connect().expect("connect");
+        conn.send(bytes).expect("send");
+        let got = conn.read_until_eof_or_idle(idle, CAP);
+        let closed = conn.saw_close();
+        (conn, (got, closed))
+    };
+    thread::scope(|s| {
+        let a = s.spawn(|| run(reference));
+        let (mut conn_b, mut b) = run(subject);
+        let (mut conn_a, mut a) = a.join().expect("reference side");
+        // A slow reply must not pass for a difference: when the two differ,
+        // give both a second, longer look before judging.
+        if a != b {
+            a.0.extend(conn_a.read_until_eof_or_idle(IDLE, CAP));
+            a.1 = conn_a.saw_close();
+            b.0.extend(conn_b.read_until_eof_or_idle(IDLE, CAP));
+            b.1 = conn_b.saw_close();
+        }
+        (a, b)
+    })
+}
+
 fn side(make: impl Fn(&str) -> ProxyProcess) -> (ProxyProcess, Vec<RedisServer>) {
     let backends: Vec<RedisServer> = (0..3)
         .map(|_| RedisServer::start().expect("redis-server starts"))
@@ -158,21 +366,50 @@ fn exchange(proxy: &ProxyProcess, bytes: &[u8], cuts: &[usize], n: usize) -> Vec
     conn.read_replies_or_eof(n, IDLE, CAP)
 }
 
+/// Both proxies, each with its own three backends, and the run's seed and
+/// round count (`NC_RANDOM_SEED`, `NC_RANDOM_ROUNDS`).
+struct Setup {
+    seed: u64,
+    rounds: usize,
+    reference: ProxyProcess,
+    subject: ProxyProcess,
+    _backends: [Vec<RedisServer>; 2],
+}
+
+impl Setup {
+    fn start(default_seed: u64) -> Setup {
+        let env = |name: &str| std::env::var(name).ok();
+        let seed = env("NC_RANDOM_SEED")
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(default_seed);
+        let rounds = env("NC_RANDOM_ROUNDS")
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(150);
+        let (reference, reference_backends) = side(|yaml| {
+            Nutcracker::start(yaml).expect("nutcracker starts (apt-get install nutcracker)")
+        });
+        let bin = ncproxy_bin(env!("CARGO_BIN_EXE_ncproxy"));
+        let (subject, subject_backends) =
+            side(|yaml| Ncproxy::start(&bin, yaml, &[]).expect("ncproxy starts"));
+        Setup {
+            seed,
+            rounds,
+            reference,
+            subject,
+            _backends: [reference_backends, subject_backends],
+        }
+    }
+}
+
 #[test]
 fn random_pipelines_match_nutcracker() {
-    let seed: u64 = std::env::var("NC_RANDOM_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0x5EED_2026);
-    let rounds: usize = std::env::var("NC_RANDOM_ROUNDS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(150);
-    let (reference, _rb) = side(|yaml| {
-        Nutcracker::start(yaml).expect("nutcracker starts (apt-get install nutcracker)")
-    });
-    let bin = ncproxy_bin(env!("CARGO_BIN_EXE_ncproxy"));
-    let (subject, _sb) = side(|yaml| Ncproxy::start(&bin, yaml, &[]).expect("ncproxy starts"));
+    let Setup {
+        seed,
+        rounds,
+        reference,
+        subject,
+        _backends,
+    } = Setup::start(0x5EED_2026);
     let mut rng = Rng(seed);
     let mut total = 0;
     for round in 0..rounds {
@@ -195,4 +432,58 @@ fn random_pipelines_match_nutcracker() {
         total += n;
     }
     println!("random differential: seed {seed}, {rounds} pipelines, {total} commands, identical");
+}
+
+#[test]
+fn mutated_pipelines_match_nutcracker() {
+    let Setup {
+        seed,
+        rounds,
+        reference,
+        subject,
+        _backends,
+    } = Setup::start(0x0BAD_2026);
+    let mut rng = Rng(seed);
+    let (mut compared, mut closed, mut skipped, mut stored) = (0, 0, 0, 0);
+    for round in 0..rounds {
+        let n = 1 + rng.below(4);
+        let pipeline: Vec<u8> = (0..n)
+            .flat_map(|_| match rng.below(2) {
+                0 => command(&mut rng),
+                _ => any_command(&mut rng),
+            })
+            .collect();
+        let bytes = match rng.below(5) {
+            0 => pipeline,
+            _ => mutate(&mut rng, pipeline),
+        };
+        if deliberately_different(&bytes) {
+            skipped += 1;
+            continue;
+        }
+        let (expected, got) = both(&reference, &subject, &bytes, Duration::from_millis(150));
+        if expected != got {
+            panic!(
+                "seed {seed} round {round}: nutcracker and ncproxy differ\n  closed: nutcracker {} ncproxy {}\n  {}\n  nutcracker: \"{}\"\n  ncproxy:    \"{}\"\n  request: \"{}\"",
+                expected.1,
+                got.1,
+                diff_bytes(&expected.0, &got.0, 80).unwrap_or_else(|| "same bytes".into()),
+                escape_bytes(&expected.0[..expected.0.len().min(400)]),
+                escape_bytes(&got.0[..got.0.len().min(400)]),
+                escape_bytes(&bytes[..bytes.len().min(800)])
+            );
+        }
+        compared += 1;
+        closed += usize::from(got.1);
+        stored += usize::from(got.0.windows(5).any(|w| w == b"+OK\r\n"));
+    }
+    // Backends that answer: writes were stored, not refused by both sides.
+    assert!(stored > 0, "no input stored anything through the proxies");
+    assert!(
+        closed > compared / 10 && closed < compared,
+        "the mutations should close some connections and not others: {closed} of {compared}"
+    );
+    println!(
+        "mutation differential: seed {seed}, {compared} inputs identical ({closed} closed), {skipped} skipped as deliberate differences"
+    );
 }

@@ -490,7 +490,43 @@ impl ServerIo {
     }
 }
 
-/// `-OOM`, `-BUSY` and `-LOADING` (nutcracker's redis_failure).
+/// `-OOM`, `-BUSY` and `-LOADING` (nutcracker's redis_failure). nutcracker
+/// types an error by its whole first word, so `-BUSYKEY` (RESTORE onto an
+/// existing key) or `-OOMx` is an ordinary error that is passed through.
 fn is_transient_failure(reply: &[u8]) -> bool {
-    reply.starts_with(b"-OOM") || reply.starts_with(b"-BUSY") || reply.starts_with(b"-LOADING")
+    let word_end = reply
+        .iter()
+        .position(|&c| c == b' ' || c == b'\r')
+        .unwrap_or(reply.len());
+    matches!(&reply[..word_end], b"-OOM" | b"-BUSY" | b"-LOADING")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_transient_failure;
+
+    #[test]
+    fn transient_failures_are_matched_by_their_whole_first_word() {
+        // Observed against nutcracker 0.5.0 with a canned-reply backend.
+        for failure in [
+            &b"-OOM command not allowed when used memory > 'maxmemory'.\r\n"[..],
+            b"-OOM\r\n",
+            b"-BUSY Redis is busy running a script.\r\n",
+            b"-BUSY\r\n",
+            b"-LOADING Redis is loading the dataset in memory\r\n",
+            b"-LOADING\r\n",
+        ] {
+            assert!(is_transient_failure(failure), "{failure:?}");
+        }
+        for passed_through in [
+            &b"-BUSYKEY Target key name already exists.\r\n"[..],
+            b"-BUSYGROUP Consumer Group name already exists\r\n",
+            b"-OOMx y\r\n",
+            b"-LOADINGX\r\n",
+            b"-busy lower case\r\n",
+            b"-ERR BUSY\r\n",
+        ] {
+            assert!(!is_transient_failure(passed_through), "{passed_through:?}");
+        }
+    }
 }

@@ -113,6 +113,21 @@ fn bulk(
     }
 }
 
+/// The command name of a `$len\r\nname\r` element at `pos`, once its CR has
+/// arrived; `None` while it hasn't, or when the length line is one that
+/// [`bulk`] rejects.
+fn name_before_cr(buf: &[u8], pos: usize) -> Option<&[u8]> {
+    if buf.get(pos) != Some(&b'$') {
+        return None;
+    }
+    let (len, digits, data) = read_uint_line(buf, pos + 1).ok()?;
+    if digits == 0 || len == 0 || len > MAX_COMMAND_NAME_LEN {
+        return None;
+    }
+    let end = data + len;
+    (buf.get(end) == Some(&b'\r')).then(|| &buf[data..end])
+}
+
 /// Parses the request at the start of `buf`.
 ///
 /// `Err(ParseError::Incomplete)` means the bytes so far are a valid prefix.
@@ -134,6 +149,11 @@ pub fn parse_request(buf: &[u8], limits: &Limits) -> Result<Request, ParseError>
     }
     if argc > limits.max_array_len {
         return Err(ParseError::ArrayTooLong);
+    }
+    // nutcracker classifies a name as soon as the CR after it is in, before
+    // it looks at the LF.
+    if name_before_cr(buf, pos).is_some_and(|name| lookup(name).is_none()) {
+        return Err(ParseError::UnsupportedCommand);
     }
     let (name, next) = bulk(buf, pos, Role::Name, limits)?;
     let command = lookup(&buf[name]).ok_or(ParseError::UnsupportedCommand)?;
@@ -341,6 +361,15 @@ mod tests {
     fn errors_are_reported_before_the_rest_arrives() {
         // nutcracker rejects an unknown name as soon as the name is complete.
         check(b"*2\r\n$4\r\nKEYS\r\n", Err(ParseError::UnsupportedCommand));
+        // ... the CR after it is enough (a supported one waits for the LF) ...
+        check(b"*5\r\n$6\r\nSelEcT\r", Err(ParseError::UnsupportedCommand));
+        check(b"*2\r\n$3\r\nGET\r", Err(ParseError::Incomplete));
+        check(b"*2\r\n$4\r\nKEYS", Err(ParseError::Incomplete));
+        check(b"*2\r\n$4\r\nKEYS\rX", Err(ParseError::UnsupportedCommand));
+        check(
+            b"*2\r\n$3\r\nGET\rX",
+            Err(ParseError::Protocol("expected LF after CR")),
+        );
         // ... and a too-long key as soon as its length line is complete.
         check(
             b"*2\r\n$3\r\nGET\r\n$99999\r\n",
