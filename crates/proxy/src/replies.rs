@@ -288,7 +288,9 @@ fn coalesce(frags: &Fragments, limits: &Limits) -> (Bytes, bool, bool) {
             }
         }
         FragmentKind::Sum => {
-            let mut sum: i64 = 0;
+            // nutcracker sums 32-bit values and prints the total as a signed
+            // int (`:%d`); only a misbehaving server gets near the wrap.
+            let mut sum: u32 = 0;
             for reply in &frags.replies {
                 let Some(reply) = reply else { return invalid() };
                 match resp::parse_reply(reply, limits) {
@@ -299,7 +301,7 @@ fn coalesce(frags: &Fragments, limits: &Limits) -> (Bytes, bool, bool) {
                     Err(_) => return invalid(),
                 }
             }
-            resp::encode_integer(&mut out, sum);
+            resp::encode_integer(&mut out, i64::from(sum as i32));
         }
         FragmentKind::Mset => {
             for reply in &frags.replies {

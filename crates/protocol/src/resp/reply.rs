@@ -1,13 +1,20 @@
 //! Reply scanning: finds where one RESP2 reply ends and what kind it is,
-//! without copying. Nested arrays are walked iteratively up to
-//! `Limits::max_depth`. RESP3 type bytes are a protocol error, as in
-//! nutcracker (which then closes the server connection).
+//! without copying, by the rules of nutcracker 0.5.0's `redis_parse_rsp`,
+//! including what it lets through from a misbehaving server: a bulk or
+//! array length with a `-` in it reads as null at the top level (`$-1`,
+//! `$-x`, `*-`), an element's `$` length ignores `-` signs (`$-2` is two
+//! bytes; `$-1` and `$1-` are null), an element that is a status, error or
+//! integer runs to its CRLF unchecked, and a top-level integer is digits
+//! and `-` signs only. A byte that cannot fit is an error as soon as it
+//! arrives. Nested arrays are walked iteratively up to `Limits::max_depth`.
+//! RESP3 type bytes are a protocol error, as in nutcracker (which then
+//! closes the server connection).
 
 use std::ops::Range;
 
 use memchr::memchr;
 
-use super::{read_uint_line, ParseError};
+use super::ParseError;
 use crate::Limits;
 
 /// The top-level type of a reply.
@@ -15,7 +22,9 @@ use crate::Limits;
 pub enum ReplyKind {
     Status,
     Error,
-    Integer(i64),
+    /// nutcracker's reading of an integer reply: its digits, `-` signs
+    /// ignored, modulo 2^32 (what it sums when it merges DEL replies).
+    Integer(u32),
     Bulk,
     NullBulk,
     /// An array with this many elements (elements may be arrays themselves).
@@ -36,7 +45,7 @@ const DEPTH_CAP: usize = 128;
 /// Scans the reply at the start of `buf`.
 pub fn parse_reply(buf: &[u8], limits: &Limits) -> Result<Reply, ParseError> {
     // Most replies are scalars: no nesting stack to set up for them.
-    let (first, next) = scan_one(buf, 0, limits)?;
+    let (first, next) = scan_one(buf, 0, Level::Top, limits)?;
     match first {
         ReplyKind::Array(n) if n > 0 => {}
         kind => return Ok(Reply { len: next, kind }),
@@ -48,7 +57,12 @@ pub fn parse_reply(buf: &[u8], limits: &Limits) -> Result<Reply, ParseError> {
     let mut pos = 0usize;
     let mut top: Option<ReplyKind> = None;
     loop {
-        let (kind, next) = scan_one(buf, pos, limits)?;
+        let level = if top.is_none() {
+            Level::Top
+        } else {
+            Level::Element
+        };
+        let (kind, next) = scan_one(buf, pos, level, limits)?;
         pos = next;
         if top.is_none() {
             top = Some(kind);
@@ -101,7 +115,12 @@ impl ReplyScanner {
     pub fn scan(&mut self, buf: &[u8], limits: &Limits) -> Result<Reply, ParseError> {
         let max_depth = limits.max_depth.min(DEPTH_CAP);
         loop {
-            let (kind, next) = match scan_one(buf, self.pos, limits) {
+            let level = if self.top.is_none() {
+                Level::Top
+            } else {
+                Level::Element
+            };
+            let (kind, next) = match scan_one(buf, self.pos, level, limits) {
                 Ok(found) => found,
                 Err(ParseError::Incomplete) => return Err(ParseError::Incomplete),
                 Err(e) => {
@@ -151,108 +170,160 @@ impl ReplyScanner {
     }
 }
 
+/// Where a value sits: nutcracker parses a reply's first value and the
+/// elements of its arrays with different rules.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Level {
+    Top,
+    Element,
+}
+
 /// Scans one value header (and, for scalars, the value) at `pos`.
 #[inline]
-fn scan_one(buf: &[u8], pos: usize, limits: &Limits) -> Result<(ReplyKind, usize), ParseError> {
+fn scan_one(
+    buf: &[u8],
+    pos: usize,
+    level: Level,
+    limits: &Limits,
+) -> Result<(ReplyKind, usize), ParseError> {
     let Some(&tag) = buf.get(pos) else {
         return Err(ParseError::Incomplete);
     };
-    match tag {
-        b'+' | b'-' => {
-            let end = line_end(buf, pos + 1)?;
-            let kind = if tag == b'+' {
-                ReplyKind::Status
-            } else {
-                ReplyKind::Error
-            };
-            Ok((kind, end))
+    let body = pos + 1;
+    match (tag, level) {
+        (b'+', _) => Ok((ReplyKind::Status, line_end(buf, body)?)),
+        (b'-', _) => Ok((ReplyKind::Error, line_end(buf, body)?)),
+        (b':', Level::Element) => {
+            let end = line_end(buf, body)?;
+            Ok((ReplyKind::Integer(integer_value(&buf[body..end - 2])), end))
         }
-        b':' => {
-            let (value, next) = read_int_line(buf, pos + 1)?;
-            Ok((ReplyKind::Integer(value), next))
-        }
-        b'$' => {
-            if buf.get(pos + 1) == Some(&b'-') {
-                return match read_int_line(buf, pos + 1)? {
-                    (-1, next) => Ok((ReplyKind::NullBulk, next)),
-                    _ => Err(ParseError::Protocol("negative bulk length")),
-                };
+        (b':', Level::Top) => {
+            let cr = skip(buf, body, |c| c.is_ascii_digit() || c == b'-')?;
+            if buf[cr] != b'\r' {
+                return Err(ParseError::Protocol("invalid integer"));
             }
-            let (len, digits, data) = read_uint_line(buf, pos + 1)?;
-            if digits == 0 {
+            let end = lf_after(buf, cr)?;
+            Ok((ReplyKind::Integer(integer_value(&buf[body..cr])), end))
+        }
+        (b'$', Level::Element) => {
+            let cr = skip(buf, body, |c| c.is_ascii_digit() || c == b'-')?;
+            if buf[cr] != b'\r' {
+                return Err(ParseError::Protocol("invalid bulk length"));
+            }
+            if cr == body {
                 return Err(ParseError::Protocol("empty bulk length"));
             }
-            if len > limits.max_bulk_len {
-                return Err(ParseError::BulkTooLong);
+            let len = length(&buf[body..cr], limits.max_bulk_len, ParseError::BulkTooLong)?;
+            let data = lf_after(buf, cr)?;
+            // nutcracker's test for `$-1`: two bytes that read as 1.
+            if len == 1 && cr - body == 2 {
+                return Ok((ReplyKind::NullBulk, data));
             }
-            let end = data.checked_add(len).ok_or(ParseError::BulkTooLong)?;
-            if buf.len() < end.saturating_add(2) {
-                return Err(ParseError::Incomplete);
-            }
-            if &buf[end..end + 2] != b"\r\n" {
-                return Err(ParseError::Protocol("bulk data not followed by CRLF"));
-            }
-            Ok((ReplyKind::Bulk, end + 2))
+            Ok((ReplyKind::Bulk, bulk_end(buf, data, len)?))
         }
-        b'*' => {
-            if buf.get(pos + 1) == Some(&b'-') {
-                return match read_int_line(buf, pos + 1)? {
-                    (-1, next) => Ok((ReplyKind::NullArray, next)),
-                    _ => Err(ParseError::Protocol("negative array length")),
-                };
+        (b'$', Level::Top) => {
+            let stop = skip(buf, body, |c| c.is_ascii_digit())?;
+            match buf[stop] {
+                b'-' => Ok((ReplyKind::NullBulk, line_end(buf, stop)?)),
+                b'\r' if stop > body => {
+                    let len = length(
+                        &buf[body..stop],
+                        limits.max_bulk_len,
+                        ParseError::BulkTooLong,
+                    )?;
+                    let data = lf_after(buf, stop)?;
+                    Ok((ReplyKind::Bulk, bulk_end(buf, data, len)?))
+                }
+                b'\r' => Err(ParseError::Protocol("empty bulk length")),
+                _ => Err(ParseError::Protocol("invalid bulk length")),
             }
-            let (len, digits, next) = read_uint_line(buf, pos + 1)?;
-            if digits == 0 {
-                return Err(ParseError::Protocol("empty array length"));
+        }
+        (b'*', _) => {
+            let stop = skip(buf, body, |c| c.is_ascii_digit())?;
+            match buf[stop] {
+                b'-' => Ok((ReplyKind::NullArray, line_end(buf, stop)?)),
+                b'\r' if stop > body => {
+                    let n = length(
+                        &buf[body..stop],
+                        limits.max_array_len,
+                        ParseError::ArrayTooLong,
+                    )?;
+                    Ok((ReplyKind::Array(n), lf_after(buf, stop)?))
+                }
+                b'\r' => Err(ParseError::Protocol("empty array length")),
+                _ => Err(ParseError::Protocol("invalid array length")),
             }
-            if len > limits.max_array_len {
-                return Err(ParseError::ArrayTooLong);
-            }
-            Ok((ReplyKind::Array(len), next))
         }
         _ => Err(ParseError::Protocol("unsupported reply type")),
     }
 }
 
-/// Position after the CRLF that ends the line starting at `from`.
+/// The position of the first byte from `from` on that `keep` rejects.
 #[inline]
-fn line_end(buf: &[u8], from: usize) -> Result<usize, ParseError> {
+fn skip(buf: &[u8], from: usize, keep: impl Fn(u8) -> bool) -> Result<usize, ParseError> {
     let rest = buf.get(from..).ok_or(ParseError::Incomplete)?;
-    match memchr(b'\n', rest) {
+    rest.iter()
+        .position(|&c| !keep(c))
+        .map(|i| from + i)
+        .ok_or(ParseError::Incomplete)
+}
+
+/// The position after the LF that must follow the CR at `cr`.
+#[inline]
+fn lf_after(buf: &[u8], cr: usize) -> Result<usize, ParseError> {
+    match buf.get(cr + 1) {
         None => Err(ParseError::Incomplete),
-        Some(i) if i > 0 && rest[i - 1] == b'\r' => Ok(from + i + 1),
-        Some(_) => Err(ParseError::Protocol("LF without CR")),
+        Some(b'\n') => Ok(cr + 2),
+        Some(_) => Err(ParseError::Protocol("expected LF after CR")),
     }
 }
 
-/// A signed decimal line (`:` integers, `$-1`, `*-1`).
+/// The position after the CRLF that ends the line starting at `from`: the
+/// first CR, which must be followed by LF (anything else goes before it).
 #[inline]
-fn read_int_line(buf: &[u8], pos: usize) -> Result<(i64, usize), ParseError> {
-    let end = line_end(buf, pos)?;
-    let text = &buf[pos..end - 2];
-    let (negative, digits) = match text.split_first() {
-        Some((b'-', rest)) => (true, rest),
-        _ => (false, text),
-    };
-    if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
-        return Err(ParseError::Protocol("invalid integer"));
+fn line_end(buf: &[u8], from: usize) -> Result<usize, ParseError> {
+    let rest = buf.get(from..).ok_or(ParseError::Incomplete)?;
+    match memchr(b'\r', rest) {
+        None => Err(ParseError::Incomplete),
+        Some(i) => lf_after(buf, from + i),
     }
-    // Accumulate negatively so that i64::MIN is representable; reject overflow.
-    let mut value: i64 = 0;
-    for d in digits {
+}
+
+/// The end of `len` data bytes at `data` and their CRLF. The CR is checked
+/// as soon as it can be, before the rest arrives.
+#[inline]
+fn bulk_end(buf: &[u8], data: usize, len: usize) -> Result<usize, ParseError> {
+    let cr = data.checked_add(len).ok_or(ParseError::BulkTooLong)?;
+    match buf.get(cr) {
+        None => Err(ParseError::Incomplete),
+        Some(b'\r') => lf_after(buf, cr),
+        Some(_) => Err(ParseError::Protocol("bulk data not followed by CRLF")),
+    }
+}
+
+/// A length's digits (`-` signs skipped), or `too_long` above `max`.
+#[inline]
+fn length(text: &[u8], max: usize, too_long: ParseError) -> Result<usize, ParseError> {
+    let mut value: usize = 0;
+    for &c in text.iter().filter(|c| c.is_ascii_digit()) {
         value = value
             .checked_mul(10)
-            .and_then(|v| v.checked_sub(i64::from(d - b'0')))
-            .ok_or(ParseError::Protocol("integer out of range"))?;
+            .and_then(|v| v.checked_add(usize::from(c - b'0')))
+            .filter(|&v| v <= max)
+            .ok_or(too_long)?;
     }
-    let value = if negative {
-        value
-    } else {
-        value
-            .checked_neg()
-            .ok_or(ParseError::Protocol("integer out of range"))?
-    };
-    Ok((value, end))
+    Ok(value)
+}
+
+/// nutcracker's value of an integer reply's text: the digits, `-` signs
+/// and anything else skipped, modulo 2^32.
+#[inline]
+fn integer_value(text: &[u8]) -> u32 {
+    text.iter()
+        .filter(|c| c.is_ascii_digit())
+        .fold(0u32, |v, &c| {
+            v.wrapping_mul(10).wrapping_add(u32::from(c - b'0'))
+        })
 }
 
 /// Iterates the top-level elements of a complete array reply, each as the
@@ -268,7 +339,7 @@ pub struct ArrayElements<'a> {
 impl<'a> ArrayElements<'a> {
     /// `reply` must be exactly one array reply (as returned by [`parse_reply`]).
     pub fn new(reply: &'a [u8], limits: &Limits) -> Result<ArrayElements<'a>, ParseError> {
-        match scan_one(reply, 0, limits)? {
+        match scan_one(reply, 0, Level::Top, limits)? {
             (ReplyKind::Array(n), pos) => Ok(ArrayElements {
                 buf: reply,
                 pos,
@@ -296,12 +367,28 @@ impl Iterator for ArrayElements<'_> {
         if self.left == 0 {
             return None;
         }
-        let reply = parse_reply(&self.buf[self.pos..], &self.limits).ok()?;
-        let span = self.pos..self.pos + reply.len;
+        let len = element_len(&self.buf[self.pos..], &self.limits).ok()?;
+        let span = self.pos..self.pos + len;
         self.pos = span.end;
         self.left -= 1;
         Some(span)
     }
+}
+
+/// The length of the array element (and everything nested in it) at the
+/// start of `buf`, scanned by the element rules.
+fn element_len(buf: &[u8], limits: &Limits) -> Result<usize, ParseError> {
+    let mut pending = 1usize;
+    let mut pos = 0;
+    while pending > 0 {
+        let (kind, next) = scan_one(buf, pos, Level::Element, limits)?;
+        pos = next;
+        pending -= 1;
+        if let ReplyKind::Array(n) = kind {
+            pending = pending.checked_add(n).ok_or(ParseError::ArrayTooLong)?;
+        }
+    }
+    Ok(pos)
 }
 
 #[cfg(test)]
@@ -325,7 +412,7 @@ mod tests {
         check(b"+OK\r\n", Ok(ReplyKind::Status));
         check(b"-ERR nope\r\n", Ok(ReplyKind::Error));
         check(b":42\r\n", Ok(ReplyKind::Integer(42)));
-        check(b":-7\r\n", Ok(ReplyKind::Integer(-7)));
+        check(b":-7\r\n", Ok(ReplyKind::Integer(7)));
         check(b"$3\r\nabc\r\n", Ok(ReplyKind::Bulk));
         check(b"$0\r\n\r\n", Ok(ReplyKind::Bulk));
         check(b"$-1\r\n", Ok(ReplyKind::NullBulk));
@@ -376,7 +463,55 @@ mod tests {
             Err(ParseError::Protocol("bulk data not followed by CRLF")),
         );
         check(b":x\r\n", Err(ParseError::Protocol("invalid integer")));
-        check(b"+OK\n", Err(ParseError::Protocol("LF without CR")));
+        check(b"+OK\rX", Err(ParseError::Protocol("expected LF after CR")));
+        check(b"$\r\n", Err(ParseError::Protocol("empty bulk length")));
+        check(b"*\r\n", Err(ParseError::Protocol("empty array length")));
+        check(
+            b"*2\r\n$\r\n",
+            Err(ParseError::Protocol("empty bulk length")),
+        );
+        check(
+            b"*1\r\n,1.5\r\n",
+            Err(ParseError::Protocol("unsupported reply type")),
+        );
+    }
+
+    /// What nutcracker 0.5.0 makes of replies a real Redis never sends, each
+    /// seen through it with a canned-reply backend.
+    #[test]
+    fn misbehaving_servers_as_nutcracker_reads_them() {
+        // A `-` in a top-level bulk or array length: null, up to the CRLF.
+        check(b"$-0\r\n", Ok(ReplyKind::NullBulk));
+        check(b"$-x y\r\n", Ok(ReplyKind::NullBulk));
+        check(b"$12-\r\n", Ok(ReplyKind::NullBulk));
+        check(b"*-\r\n", Ok(ReplyKind::NullArray));
+        // A status line runs to the first CR, whatever comes before it.
+        check(b"+a\nb\r\n", Ok(ReplyKind::Status));
+        // An element's `$` length skips `-` signs; two bytes reading 1 are null.
+        check(b"*2\r\n$1\r\na\r\n$-2\r\nxy\r\n", Ok(ReplyKind::Array(2)));
+        check(b"*1\r\n$1-\r\n", Ok(ReplyKind::Array(1)));
+        check(b"*1\r\n$-\r\n\r\n", Ok(ReplyKind::Array(1)));
+        // An element that is a status, error or integer runs to its CRLF.
+        check(b"*3\r\n:\r\n-e\r\n:x y\r\n", Ok(ReplyKind::Array(3)));
+        check(b"*2\r\n*-1\r\n*-\r\n", Ok(ReplyKind::Array(2)));
+        // The byte after bulk data must be CR, checked before the LF arrives.
+        assert_eq!(
+            parse_reply(b"$3\r\nbc\r\n", &Limits::default()),
+            Err(ParseError::Protocol("bulk data not followed by CRLF"))
+        );
+        assert_eq!(
+            parse_reply(b"*1\r\n*1\r\n$1\r\nx\n", &Limits::default()),
+            Err(ParseError::Protocol("bulk data not followed by CRLF"))
+        );
+        // And a CR must be followed by LF.
+        assert_eq!(
+            parse_reply(b":-5\r$", &Limits::default()),
+            Err(ParseError::Protocol("expected LF after CR"))
+        );
+        assert_eq!(
+            parse_reply(b"*-1\r^", &Limits::default()),
+            Err(ParseError::Protocol("expected LF after CR"))
+        );
     }
 
     #[test]
