@@ -248,8 +248,8 @@ mod tests {
 
     #[test]
     fn a_leased_port_is_locked_for_other_processes() {
-        // A port below the allocator's range: no test running in parallel can
-        // lease it between our release and our re-lock.
+        // A port below the allocator's range, so no test running in
+        // parallel leases it.
         let lease = (MIN_PORT / 2..MIN_PORT)
             .find_map(try_reserve)
             .expect("a free port below the allocator's range");
@@ -259,10 +259,24 @@ mod tests {
         assert!(try_reserve(lease.port()).is_none(), "reserved twice");
         let port = lease.port();
         drop(lease);
-        let again = lock_file(port);
+        // A test spawning a child at this moment shares the lock file's open
+        // description between fork and exec (close-on-exec), so the lock
+        // may outlive the lease by that long: retry briefly.
+        fn soon<T>(mut attempt: impl FnMut() -> Option<T>) -> Option<T> {
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+            loop {
+                match attempt() {
+                    None if std::time::Instant::now() < deadline => {
+                        std::thread::sleep(std::time::Duration::from_millis(5))
+                    }
+                    got => return got,
+                }
+            }
+        }
+        let again = soon(|| lock_file(port));
         assert!(again.is_some(), "lock not released on drop");
         drop(again);
-        let lease = try_reserve(port).expect("port reusable after release");
+        let lease = soon(|| try_reserve(port)).expect("port reusable after release");
         assert_eq!(lease.port(), port);
     }
 

@@ -7,14 +7,14 @@
 //! integer runs to its CRLF unchecked, and a top-level integer is digits
 //! and `-` signs only. A byte that cannot fit is an error as soon as it
 //! arrives. Nested arrays are walked iteratively up to `Limits::max_depth`.
-//! RESP3 type bytes are a protocol error, as in nutcracker (which then
-//! closes the server connection).
+//! RESP3 types are scanned too and passed through, where nutcracker closes
+//! the server connection (a documented difference).
 
 use std::ops::Range;
 
 use memchr::memchr;
 
-use super::ParseError;
+use super::{read_uint_line, ParseError};
 use crate::Limits;
 
 /// The top-level type of a reply.
@@ -30,6 +30,22 @@ pub enum ReplyKind {
     /// An array with this many elements (elements may be arrays themselves).
     Array(usize),
     NullArray,
+    /// A RESP3 type (`_ , # ( ! = % ~ > |`). For an aggregate, how many
+    /// values follow: a map's or attribute's pairs count twice, and an
+    /// attribute is followed by the value it annotates.
+    Resp3 {
+        follows: usize,
+    },
+}
+
+impl ReplyKind {
+    /// How many values follow this one's header as its elements.
+    fn follows(self) -> usize {
+        match self {
+            ReplyKind::Array(n) | ReplyKind::Resp3 { follows: n } => n,
+            _ => 0,
+        }
+    }
 }
 
 /// One complete reply at the start of a buffer.
@@ -46,9 +62,11 @@ const DEPTH_CAP: usize = 128;
 pub fn parse_reply(buf: &[u8], limits: &Limits) -> Result<Reply, ParseError> {
     // Most replies are scalars: no nesting stack to set up for them.
     let (first, next) = scan_one(buf, 0, Level::Top, limits)?;
-    match first {
-        ReplyKind::Array(n) if n > 0 => {}
-        kind => return Ok(Reply { len: next, kind }),
+    if first.follows() == 0 {
+        return Ok(Reply {
+            len: next,
+            kind: first,
+        });
     }
     let max_depth = limits.max_depth.min(DEPTH_CAP);
     // remaining[d] = elements still expected by the array open at depth d.
@@ -67,16 +85,14 @@ pub fn parse_reply(buf: &[u8], limits: &Limits) -> Result<Reply, ParseError> {
         if top.is_none() {
             top = Some(kind);
         }
-        match kind {
-            ReplyKind::Array(n) if n > 0 => {
-                if depth == max_depth {
-                    return Err(ParseError::TooDeep);
-                }
-                remaining[depth] = n;
-                depth += 1;
-                continue;
+        let n = kind.follows();
+        if n > 0 {
+            if depth == max_depth {
+                return Err(ParseError::TooDeep);
             }
-            _ => {}
+            remaining[depth] = n;
+            depth += 1;
+            continue;
         }
         // One element finished: close every array it completes.
         loop {
@@ -130,15 +146,14 @@ impl ReplyScanner {
             };
             self.pos = next;
             let top = *self.top.get_or_insert(kind);
-            if let ReplyKind::Array(n) = kind {
-                if n > 0 {
-                    if self.remaining.len() == max_depth {
-                        self.reset();
-                        return Err(ParseError::TooDeep);
-                    }
-                    self.remaining.push(n);
-                    continue;
+            let n = kind.follows();
+            if n > 0 {
+                if self.remaining.len() == max_depth {
+                    self.reset();
+                    return Err(ParseError::TooDeep);
                 }
+                self.remaining.push(n);
+                continue;
             }
             // One element finished: close every array it completes.
             loop {
@@ -253,6 +268,34 @@ fn scan_one(
                 b'\r' => Err(ParseError::Protocol("empty array length")),
                 _ => Err(ParseError::Protocol("invalid array length")),
             }
+        }
+        (b'_' | b',' | b'#' | b'(', _) => {
+            Ok((ReplyKind::Resp3 { follows: 0 }, line_end(buf, body)?))
+        }
+        (b'!' | b'=', _) => {
+            let (len, digits, data) = read_uint_line(buf, body)?;
+            if digits == 0 {
+                return Err(ParseError::Protocol("empty bulk length"));
+            }
+            if len > limits.max_bulk_len {
+                return Err(ParseError::BulkTooLong);
+            }
+            Ok((ReplyKind::Resp3 { follows: 0 }, bulk_end(buf, data, len)?))
+        }
+        (b'%' | b'~' | b'>' | b'|', _) => {
+            let (n, digits, next) = read_uint_line(buf, body)?;
+            if digits == 0 {
+                return Err(ParseError::Protocol("empty aggregate length"));
+            }
+            if n > limits.max_array_len {
+                return Err(ParseError::ArrayTooLong);
+            }
+            let follows = match tag {
+                b'%' => 2 * n,
+                b'|' => 2 * n + 1,
+                _ => n,
+            };
+            Ok((ReplyKind::Resp3 { follows }, next))
         }
         _ => Err(ParseError::Protocol("unsupported reply type")),
     }
@@ -384,9 +427,9 @@ fn element_len(buf: &[u8], limits: &Limits) -> Result<usize, ParseError> {
         let (kind, next) = scan_one(buf, pos, Level::Element, limits)?;
         pos = next;
         pending -= 1;
-        if let ReplyKind::Array(n) = kind {
-            pending = pending.checked_add(n).ok_or(ParseError::ArrayTooLong)?;
-        }
+        pending = pending
+            .checked_add(kind.follows())
+            .ok_or(ParseError::ArrayTooLong)?;
     }
     Ok(pos)
 }
@@ -451,11 +494,7 @@ mod tests {
     #[test]
     fn errors() {
         check(
-            b"%1\r\n",
-            Err(ParseError::Protocol("unsupported reply type")),
-        );
-        check(
-            b"_\r\n",
+            b"@1\r\n",
             Err(ParseError::Protocol("unsupported reply type")),
         );
         check(
@@ -471,9 +510,38 @@ mod tests {
             Err(ParseError::Protocol("empty bulk length")),
         );
         check(
-            b"*1\r\n,1.5\r\n",
+            b"*1\r\n@\r\n",
             Err(ParseError::Protocol("unsupported reply type")),
         );
+        check(b"!x\r\n", Err(ParseError::Protocol("expected digit")));
+    }
+
+    #[test]
+    fn resp3_types_are_scanned_whole() {
+        let none = Ok(ReplyKind::Resp3 { follows: 0 });
+        check(b"_\r\n", none);
+        check(b",1.5\r\n", none);
+        check(b"#t\r\n", none);
+        check(b"(12345678901234567890\r\n", none);
+        check(b"!3\r\nerr\r\n", none);
+        check(b"=8\r\ntxt:a\r\nb\r\n", none);
+        check(b"~2\r\n+a\r\n:1\r\n", Ok(ReplyKind::Resp3 { follows: 2 }));
+        check(b">2\r\n+a\r\n+b\r\n", Ok(ReplyKind::Resp3 { follows: 2 }));
+        check(b"%1\r\n+a\r\n:1\r\n", Ok(ReplyKind::Resp3 { follows: 2 }));
+        // An attribute is followed by the value it annotates.
+        check(
+            b"|1\r\n+a\r\n:1\r\n+OK\r\n",
+            Ok(ReplyKind::Resp3 { follows: 3 }),
+        );
+        check(b"*2\r\n_\r\n%1\r\n,1\r\n#f\r\n", Ok(ReplyKind::Array(2)));
+        let attributed = b"|1\r\n+a\r\n:1\r\n+OK\r\n";
+        for cut in 0..attributed.len() {
+            assert_eq!(
+                parse_reply(&attributed[..cut], &Limits::default()),
+                Err(ParseError::Incomplete),
+                "cut {cut}"
+            );
+        }
     }
 
     /// What nutcracker 0.5.0 makes of replies a real Redis never sends, each
@@ -569,7 +637,7 @@ mod tests {
             Err(ParseError::TooDeep)
         );
         assert_eq!(
-            scanner.scan(b"%1\r\n", &limits),
+            scanner.scan(b"@1\r\n", &limits),
             Err(ParseError::Protocol("unsupported reply type"))
         );
         assert_eq!(
