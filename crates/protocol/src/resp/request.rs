@@ -150,12 +150,16 @@ pub fn parse_request(buf: &[u8], limits: &Limits) -> Result<Request, ParseError>
     if argc > limits.max_array_len {
         return Err(ParseError::ArrayTooLong);
     }
-    // nutcracker classifies a name as soon as the CR after it is in, before
-    // it looks at the LF.
-    if name_before_cr(buf, pos).is_some_and(|name| lookup(name).is_none()) {
-        return Err(ParseError::UnsupportedCommand);
-    }
-    let (name, next) = bulk(buf, pos, Role::Name, limits)?;
+    let (name, next) = match bulk(buf, pos, Role::Name, limits) {
+        Ok(found) => found,
+        // nutcracker classifies a name as soon as the CR after it is in,
+        // before it looks at the LF: a missing or wrong LF after an unknown
+        // name is still an unknown name.
+        Err(_) if name_before_cr(buf, pos).is_some_and(|name| lookup(name).is_none()) => {
+            return Err(ParseError::UnsupportedCommand)
+        }
+        Err(e) => return Err(e),
+    };
     let command = lookup(&buf[name]).ok_or(ParseError::UnsupportedCommand)?;
     pos = next;
     let args_start = pos;
