@@ -17,65 +17,50 @@ use std::time::Duration;
 
 use nc_harness::{
     diff_bytes, escape_bytes, ncproxy_bin, resp_cmd, Ncproxy, Nutcracker, PoolConfig, ProxyProcess,
-    RawConn, RedisServer,
+    RawConn, RedisServer, SplitMix64 as Rng,
 };
 
 const IDLE: Duration = Duration::from_secs(2);
 const CAP: Duration = Duration::from_secs(20);
 
-/// SplitMix64: small, seedable, reproducible.
-struct Rng(u64);
+/// One of twelve keys, a few with a hash tag: collisions and type changes
+/// are common.
+fn key(rng: &mut Rng) -> Vec<u8> {
+    let names: [&[u8]; 12] = [
+        b"a",
+        b"b",
+        b"c",
+        b"d",
+        b"e",
+        b"f",
+        b"{t}1",
+        b"{t}2",
+        b"long:key:with:parts",
+        b"",
+        b"\xff\x00k",
+        b"k\r\nv",
+    ];
+    names[rng.below(names.len())].to_vec()
+}
 
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-
-    fn key(&mut self) -> Vec<u8> {
-        // Twelve keys, a few with a hash tag: collisions and type changes are common.
-        let names: [&[u8]; 12] = [
-            b"a",
-            b"b",
-            b"c",
-            b"d",
-            b"e",
-            b"f",
-            b"{t}1",
-            b"{t}2",
-            b"long:key:with:parts",
-            b"",
-            b"\xff\x00k",
-            b"k\r\nv",
-        ];
-        names[self.below(names.len())].to_vec()
-    }
-
-    fn value(&mut self) -> Vec<u8> {
-        match self.below(5) {
-            0 => Vec::new(),
-            1 => self.below(1000).to_string().into_bytes(),
-            2 => (0..self.below(64)).map(|_| self.next() as u8).collect(),
-            3 => b"v\r\n$3\r\nx".to_vec(),
-            _ => vec![b'x'; self.below(5000)],
-        }
+/// An empty, numeric, binary, RESP-looking or long value.
+fn value(rng: &mut Rng) -> Vec<u8> {
+    match rng.below(5) {
+        0 => Vec::new(),
+        1 => rng.below(1000).to_string().into_bytes(),
+        2 => (0..rng.below(64)).map(|_| rng.next_u64() as u8).collect(),
+        3 => b"v\r\n$3\r\nx".to_vec(),
+        _ => vec![b'x'; rng.below(5000)],
     }
 }
 
 /// One random command that both proxies support.
 fn command(rng: &mut Rng) -> Vec<u8> {
-    let k = rng.key();
-    let v = rng.value();
+    let k = key(rng);
+    let v = value(rng);
     let extra = rng.below(4);
     let pick = rng.below(26);
-    let mut keys = |n: usize| -> Vec<Vec<u8>> { (0..n).map(|_| rng.key()).collect() };
+    let mut keys = |n: usize| -> Vec<Vec<u8>> { (0..n).map(|_| key(rng)).collect() };
     let args: Vec<Vec<u8>> = match pick {
         0 => vec![b"GET".to_vec(), k],
         1 => vec![b"SET".to_vec(), k, v],
@@ -199,9 +184,9 @@ fn any_command(rng: &mut Rng) -> Vec<u8> {
     let mut args = vec![name];
     for _ in 0..rng.below(6) {
         args.push(match rng.below(3) {
-            0 => rng.key(),
+            0 => key(rng),
             1 => (rng.below(24) as i64 - 3).to_string().into_bytes(),
-            _ => (0..rng.below(8)).map(|_| rng.next() as u8).collect(),
+            _ => (0..rng.below(8)).map(|_| rng.next_u64() as u8).collect(),
         });
     }
     let refs: Vec<&[u8]> = args.iter().map(Vec::as_slice).collect();
@@ -230,7 +215,7 @@ fn mutate(rng: &mut Rng, mut b: Vec<u8>) -> Vec<u8> {
     }
     let at = rng.below(b.len());
     match rng.below(8) {
-        0 => b[at] = rng.next() as u8,
+        0 => b[at] = rng.next_u64() as u8,
         1 => {
             b.remove(at);
         }

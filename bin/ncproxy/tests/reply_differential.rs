@@ -22,6 +22,7 @@ use std::time::{Duration, Instant};
 
 use nc_harness::{
     escape_bytes, ncproxy_bin, Fill, Ncproxy, Nutcracker, PoolConfig, ProxyProcess, RawConn,
+    SplitMix64,
 };
 
 /// The FAKE backend: answers every `GET k:<n>` with `replies[n]`, on every
@@ -106,22 +107,9 @@ fn fixed_replies() -> Vec<Vec<u8>> {
     cases.iter().map(|c| c.to_vec()).collect()
 }
 
-/// SplitMix64, seeded, for the mutated replies.
-struct Rng(u64);
-
-impl Rng {
-    fn below(&mut self, n: usize) -> usize {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        ((z ^ (z >> 31)) % n as u64) as usize
-    }
-}
-
 /// One mutation of a valid reply: a byte replaced, dropped or inserted, a
 /// length rewritten, a truncation, or a second reply appended.
-fn mutated(rng: &mut Rng, base: &[u8]) -> Vec<u8> {
+fn mutated(rng: &mut SplitMix64, base: &[u8]) -> Vec<u8> {
     let mut b = base.to_vec();
     let at = rng.below(b.len());
     match rng.below(6) {
@@ -229,7 +217,7 @@ fn resp3_replies_pass_through_where_nutcracker_fails_them() {
 #[test]
 fn misbehaving_server_replies_match_nutcracker() {
     let fixed = fixed_replies();
-    let mut rng = Rng(0x5EED_0FF5);
+    let mut rng = SplitMix64(0x5EED_0FF5);
     let mut replies = fixed.clone();
     for _ in 0..40 {
         let base = &fixed[rng.below(17)];

@@ -60,6 +60,7 @@ pub mod error;
 pub mod port;
 pub mod process;
 pub mod raw;
+pub mod rng;
 
 pub use conf::{render_config, PoolConfig, ServerSpec};
 pub use error::Error;
@@ -72,3 +73,4 @@ pub use raw::{
     count_replies, diff_bytes, escape_bytes, parse_reply, reply_len, resp_cmd, Fill, RawConn,
     Reply, RespError,
 };
+pub use rng::SplitMix64;
