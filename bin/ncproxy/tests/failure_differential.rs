@@ -15,6 +15,8 @@
 //!   SIGKILL;
 //! - `ejection_and_remap`: `auto_eject_hosts` with one dead server: refused,
 //!   ejected (keys remap), retried after `server_retry_timeout`, ejected again;
+//! - `ejection_is_shared_by_workers`: the same with four workers: failures are
+//!   counted across them and every worker routes around the ejected server;
 //! - `stats_json_layout_and_counters`: nutcracker's keys appear in ncproxy's
 //!   stats JSON in the same order and nesting (ncproxy adds only its send-path
 //!   fields) and the counters agree after the same traffic;
@@ -490,14 +492,7 @@ fn ejection_and_remap() {
         dead.len() >= 3 && live.len() >= 3,
         "dead={dead:?} live={live:?}"
     );
-    // Ejection is per worker in ncproxy: one worker gives nutcracker's
-    // single-loop behaviour for a sequence of connections.
-    let p = Pair::start(
-        &slots,
-        &|c| c.auto_eject(1, 2000),
-        &["-i", "100"],
-        &["--workers", "1"],
-    );
+    let p = Pair::start(&slots, &|c| c.auto_eject(1, 2000), &["-i", "100"], &[]);
     let t0 = Instant::now();
     let (r, _) = p.case("first request to the dead server", &[cmd!("GET", dead[0])]);
     assert_eq!(
@@ -561,6 +556,74 @@ fn ejection_and_remap() {
     println!("  server_ejects / ejected_at set: nutcracker={r:?} ncproxy={s:?}");
     assert_eq!(r, (Some(2), Some(true)), "nutcracker (the oracle) stats");
     assert_eq!(s, r, "ncproxy's ejection stats differ from nutcracker's");
+}
+
+/// With several workers, a server's failures are counted across them and an
+/// ejection applies to all of them, as in nutcracker's single loop. Every
+/// case runs on a new connection, which SO_REUSEPORT hands to any of the four
+/// workers, so per-worker counting would show up as a refused request after
+/// the ejection (or one too few before it).
+#[test]
+fn ejection_is_shared_by_workers() {
+    let slots = [Slot::Live, Slot::Dead, Slot::Live];
+    let (dead, live) = keys_on_dead_slot(&slots, "ejw", 40);
+    assert!(
+        dead.len() >= 3 && live.len() >= 3,
+        "dead={dead:?} live={live:?}"
+    );
+    let p = Pair::start(
+        &slots,
+        &|c| c.auto_eject(2, 2000),
+        &["-i", "100"],
+        &["--workers", "4"],
+    );
+    let t0 = Instant::now();
+    let fail_twice = |when: &str| {
+        for (i, key) in dead.iter().take(2).enumerate() {
+            let (r, _) = p.case(&format!("{when}: failure {}", i + 1), &[cmd!("GET", key)]);
+            assert_eq!(
+                r.bytes,
+                b"-ERR Connection refused\r\n",
+                "nutcracker (the oracle): {when}: failure {}",
+                i + 1
+            );
+        }
+    };
+    let remapped_everywhere = |when: &str| {
+        for i in 0..8 {
+            let (r, _) = p.case(
+                &format!("{when}: connection {i}"),
+                &[cmd!("GET", dead[i % dead.len()]), cmd!("GET", live[0])],
+            );
+            assert!(
+                !r.bytes.windows(4).any(|w| w == b"-ERR"),
+                "nutcracker (the oracle) did not remap: \"{}\"",
+                escape_bytes(&r.bytes)
+            );
+        }
+    };
+    fail_twice("live");
+    remapped_everywhere("ejected");
+    // Past the retry timeout (2000 ms after the ejection): counted afresh.
+    let retry_at = Duration::from_millis(2_400);
+    assert!(
+        t0.elapsed() < Duration::from_millis(1_900),
+        "too slow to test"
+    );
+    thread::sleep(retry_at.saturating_sub(t0.elapsed()));
+    fail_twice("retried");
+    remapped_everywhere("ejected again");
+    let ejects = |side: &Side| {
+        let j = Json::parse(&side.proxy.stats_json().expect("stats")).expect("stats JSON");
+        j.get("fdiff")
+            .and_then(|pool| pool.get("server_ejects"))
+            .and_then(Json::num)
+    };
+    thread::sleep(Duration::from_millis(400));
+    let (r, s) = (ejects(&p.reference), ejects(&p.subject));
+    println!("  server_ejects: nutcracker={r:?} ncproxy={s:?}");
+    assert_eq!(r, Some(2), "nutcracker (the oracle) stats");
+    assert_eq!(s, r, "ncproxy's ejection count differs from nutcracker's");
 }
 
 /// ncproxy's extra stats keys: per pool and per server.

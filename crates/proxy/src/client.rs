@@ -77,7 +77,7 @@ pub(crate) async fn serve(stream: Stream, handle: Rc<PoolHandle>) {
     stats.client_connections.sub(1);
     pool.conns.curr_connections.sub(1);
     pool.worker.unregister(registration);
-    pool.worker.admission.release(&pool.admission);
+    pool.worker.admission.release(&pool.shared);
 }
 
 struct Client {

@@ -106,8 +106,8 @@ pub struct RunningProxy {
     threads: Vec<JoinHandle<()>>,
     stats: Arc<stats_server::StatsSource>,
     config: Arc<Config>,
-    /// Per pool: the admission counter, shared by the workers.
-    admissions: Vec<Arc<worker::PoolAdmission>>,
+    /// Per pool: the client count and server health the workers share.
+    shared: Vec<Arc<worker::PoolShared>>,
     listen_addrs: Vec<Option<SocketAddr>>,
     stats_local_addr: Option<SocketAddr>,
     prometheus_local_addr: Option<SocketAddr>,
@@ -203,7 +203,8 @@ impl RunningProxy {
                 summary.removed.push(pool.name.clone());
             }
         }
-        // Counters and admission: carried over for kept pools, new otherwise.
+        // Counters, client count and server health: carried over for kept
+        // pools, new otherwise.
         let old_layout = self
             .stats
             .layout
@@ -211,12 +212,12 @@ impl RunningProxy {
             .unwrap_or_else(|e| e.into_inner())
             .clone();
         let mut layout_pools = Vec::new();
-        let mut admissions = Vec::new();
+        let mut shared = Vec::new();
         for (index, pool) in config.pools.iter().enumerate() {
             match keeps[index] {
                 Some(i) => {
                     layout_pools.push(old_layout.pools[i].clone());
-                    admissions.push(self.admissions[i].clone());
+                    shared.push(self.shared[i].clone());
                 }
                 None => {
                     layout_pools.push(
@@ -224,7 +225,7 @@ impl RunningProxy {
                             .map(|_| Arc::new(PoolStats::for_pool(pool)))
                             .collect(),
                     );
-                    admissions.push(Arc::new(worker::PoolAdmission::new(pool)));
+                    shared.push(Arc::new(worker::PoolShared::new(pool)));
                 }
             }
         }
@@ -236,7 +237,7 @@ impl RunningProxy {
                     keep: keeps[index],
                     listener,
                     stats: layout_pools[index][w].clone(),
-                    admission: admissions[index].clone(),
+                    shared: shared[index].clone(),
                 })
                 .collect();
             let _ = sender.send(worker::WorkerMsg::Reload {
@@ -250,7 +251,7 @@ impl RunningProxy {
                 pools: layout_pools,
             });
         self.config = config;
-        self.admissions = admissions;
+        self.shared = shared;
         self.listen_addrs = listen_addrs;
         Ok(summary)
     }
@@ -378,10 +379,10 @@ pub fn start(config: Config, opts: RunOptions) -> Result<RunningProxy, StartErro
                 .collect()
         })
         .collect();
-    let admissions: Vec<Arc<worker::PoolAdmission>> = config
+    let shared: Vec<Arc<worker::PoolShared>> = config
         .pools
         .iter()
-        .map(|p| Arc::new(worker::PoolAdmission::new(p)))
+        .map(|p| Arc::new(worker::PoolShared::new(p)))
         .collect();
     let admission = Arc::new(worker::Admission::new(&config, workers));
     let (control, control_rx) = watch::channel((worker::Control::Run, Duration::ZERO));
@@ -396,7 +397,7 @@ pub fn start(config: Config, opts: RunOptions) -> Result<RunningProxy, StartErro
                 keep: None,
                 listener: Err(listener),
                 stats: pool_stats[index][w].clone(),
-                admission: admissions[index].clone(),
+                shared: shared[index].clone(),
             })
             .collect();
         let setup = worker::WorkerSetup {
@@ -447,7 +448,7 @@ pub fn start(config: Config, opts: RunOptions) -> Result<RunningProxy, StartErro
         threads,
         stats: source,
         config,
-        admissions,
+        shared,
         listen_addrs,
         stats_local_addr,
         prometheus_local_addr,

@@ -1,13 +1,15 @@
 //! A pool as one worker sees it: its config, the distribution continuum, and
 //! this worker's connections to each server. Routing a key is a hash and a
 //! binary search; the chosen server connection is created on first use.
+//! Server health (failure counts, ejections) is shared by all workers, so
+//! they eject a server together, as nutcracker's single loop does.
 
 use std::cell::{Cell, RefCell};
 
 use std::rc::Rc;
-use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
-use tokio::time::Instant;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, LazyLock};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use nc_hashkit::{Continuum, ServerSpec};
 use nc_protocol::Limits;
@@ -16,55 +18,97 @@ use crate::chain::SendOpts;
 use crate::log;
 use crate::server::{ServerConn, ServerCtx};
 use crate::stats::{PoolStats, WorkerStats};
-use crate::worker::PoolAdmission;
+use crate::worker::PoolShared;
 
-/// A server's health as this worker sees it (nutcracker's failure_count and
-/// next_retry; failures are counted per server, not per connection).
+/// A server's health (nutcracker's failure_count and next_retry), shared by
+/// the workers. Failures are counted per server, not per connection.
 #[derive(Default)]
 pub(crate) struct ServerHealth {
-    failures: Cell<u32>,
-    ejected_until: Cell<Option<Instant>>,
+    failures: AtomicU32,
+    /// Until when the server is ejected, on `ejection_clock_us`; 0 = never was.
+    ejected_until_us: AtomicU64,
 }
 
-/// Ejection settings and the shared "rebuild the continuum at" time.
+/// The health of one pool's servers, shared by the workers.
+pub(crate) struct PoolHealth {
+    servers: Vec<ServerHealth>,
+    /// Ejections so far: a worker rebuilds its continuum when this moves.
+    ejections: AtomicU64,
+}
+
+impl PoolHealth {
+    pub(crate) fn new(servers: usize) -> PoolHealth {
+        PoolHealth {
+            servers: (0..servers).map(|_| ServerHealth::default()).collect(),
+            ejections: AtomicU64::new(0),
+        }
+    }
+
+    pub(crate) fn server(&self, index: usize) -> &ServerHealth {
+        &self.servers[index]
+    }
+}
+
+/// Microseconds on a monotonic clock all workers share (ejection deadlines).
+fn ejection_clock_us() -> u64 {
+    static START: LazyLock<Instant> = LazyLock::new(Instant::now);
+    START.elapsed().as_micros() as u64
+}
+
+/// This worker's view of ejections: the policy, and when its continuum must
+/// be rebuilt next.
 pub(crate) struct Ejection {
     /// `auto_eject_hosts`: (server_failure_limit, server_retry_timeout).
     policy: Option<(u32, Duration)>,
-    next_rebuild: Cell<Option<Instant>>,
+    /// The next end of an ejection, on `ejection_clock_us`.
+    next_rebuild_us: Cell<Option<u64>>,
+    /// The pool's `ejections` count that the continuum reflects.
+    seen_ejections: Cell<u64>,
 }
 
 impl ServerHealth {
-    /// Any good reply resets the failure count (nutcracker's server_ok).
+    /// Any good reply resets the failure count (nutcracker's server_ok). The
+    /// load keeps the line shared between workers while the count is 0.
     #[inline]
     pub(crate) fn ok(&self) {
-        if self.failures.get() != 0 {
-            self.failures.set(0);
+        if self.failures.load(Ordering::Relaxed) != 0 {
+            self.failures.store(0, Ordering::Relaxed);
         }
     }
 }
 
 /// Records one failure of a server connection (nutcracker's server_failure):
 /// with auto_eject_hosts, the server is ejected after `server_failure_limit`
-/// consecutive failures and the continuum is rebuilt without it.
+/// consecutive failures, counted across workers, and every worker rebuilds
+/// its continuum without it.
 pub(crate) fn server_failure(ctx: &ServerCtx) {
     let Some((limit, retry)) = ctx.ejection.policy else {
         return;
     };
-    let failures = ctx.health.failures.get() + 1;
+    let health = ctx.health();
+    let failures = health.failures.fetch_add(1, Ordering::Relaxed) + 1;
     if failures < limit {
-        ctx.health.failures.set(failures);
         return;
     }
-    ctx.health.failures.set(0);
-    let now = Instant::now();
-    ctx.health.ejected_until.set(Some(now + retry));
+    // Of failures racing past the limit, the one whose count is still current
+    // ejects; a reply in between (count reset) cancels the ejection.
+    if health
+        .failures
+        .compare_exchange(failures, 0, Ordering::Relaxed, Ordering::Relaxed)
+        .is_err()
+    {
+        return;
+    }
+    let until = ejection_clock_us() + retry.as_micros() as u64;
+    health.ejected_until_us.store(until, Ordering::Relaxed);
+    // Release: a worker that sees the new count also sees the deadline.
+    ctx.shared.health.ejections.fetch_add(1, Ordering::Release);
     let usec = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_micros() as u64)
         .unwrap_or(0);
     ctx.stats().server_ejected_at.set(usec);
     ctx.pool_stats.server_ejects.incr();
-    ctx.ejection.next_rebuild.set(Some(now));
     log::notice(format_args!(
         "server '{}' in pool '{}' ejected for {} msec",
         ctx.name,
@@ -102,7 +146,7 @@ pub(crate) struct Pool {
     pub(crate) client_output_limit: usize,
     pub(crate) stats: Arc<PoolStats>,
     pub(crate) conns: Arc<WorkerStats>,
-    pub(crate) admission: Arc<PoolAdmission>,
+    pub(crate) shared: Arc<PoolShared>,
     pub(crate) worker: Rc<crate::worker::WorkerCtx>,
     continuum: RefCell<Continuum>,
     ejection: Rc<Ejection>,
@@ -115,7 +159,7 @@ impl Pool {
         limits: Limits,
         stats: Arc<PoolStats>,
         conns: Arc<WorkerStats>,
-        admission: Arc<PoolAdmission>,
+        shared: Arc<PoolShared>,
         worker: Rc<crate::worker::WorkerCtx>,
     ) -> Pool {
         let send = SendOpts::from_pool(&config);
@@ -128,7 +172,8 @@ impl Pool {
                     Duration::from_millis(config.server_retry_timeout_ms),
                 )
             }),
-            next_rebuild: Cell::new(None),
+            next_rebuild_us: Cell::new(None),
+            seen_ejections: Cell::new(0),
         });
         let servers = config
             .servers
@@ -146,7 +191,7 @@ impl Pool {
                     pool_stats: stats.clone(),
                     conns: conns.clone(),
                     server_index,
-                    health: Rc::new(ServerHealth::default()),
+                    shared: shared.clone(),
                     ejection: ejection.clone(),
                 }),
                 conns: RefCell::new(vec![None; config.server_connections.max(1) as usize]),
@@ -161,7 +206,7 @@ impl Pool {
             send,
             stats,
             conns,
-            admission,
+            shared,
             worker,
             continuum,
             ejection,
@@ -169,37 +214,44 @@ impl Pool {
         }
     }
 
-    /// Rebuilds the continuum when an ejection started or ended.
+    /// Rebuilds the continuum when an ejection started (on any worker) or
+    /// ended.
     #[inline]
     fn refresh(&self) {
-        if let Some(at) = self.ejection.next_rebuild.get() {
-            if Instant::now() >= at {
-                self.rebuild();
-            }
+        if self.ejection.policy.is_none() {
+            return;
+        }
+        let ejections = self.shared.health.ejections.load(Ordering::Acquire);
+        let ended = self
+            .ejection
+            .next_rebuild_us
+            .get()
+            .is_some_and(|at| ejection_clock_us() >= at);
+        if ended || ejections != self.ejection.seen_ejections.get() {
+            self.rebuild(ejections);
         }
     }
 
     #[cold]
-    fn rebuild(&self) {
-        let now = Instant::now();
-        let mut next: Option<Instant> = None;
+    fn rebuild(&self, ejections: u64) {
+        let now = ejection_clock_us();
+        let mut next: Option<u64> = None;
         let live: Vec<bool> = self
+            .shared
+            .health
             .servers
             .iter()
-            .map(|slot| match slot.ctx.health.ejected_until.get() {
-                Some(until) if until > now => {
+            .map(|health| {
+                let until = health.ejected_until_us.load(Ordering::Relaxed);
+                if until > now {
                     next = Some(next.map_or(until, |n| n.min(until)));
-                    false
                 }
-                Some(_) => {
-                    slot.ctx.health.ejected_until.set(None);
-                    true
-                }
-                None => true,
+                until <= now
             })
             .collect();
         *self.continuum.borrow_mut() = build_continuum(&self.config, &live);
-        self.ejection.next_rebuild.set(next);
+        self.ejection.next_rebuild_us.set(next);
+        self.ejection.seen_ejections.set(ejections);
     }
 
     pub(crate) fn stats(&self) -> &PoolStats {

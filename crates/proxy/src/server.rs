@@ -68,13 +68,18 @@ pub(crate) struct ServerCtx {
     pub(crate) pool_stats: Arc<crate::stats::PoolStats>,
     pub(crate) conns: Arc<crate::stats::WorkerStats>,
     pub(crate) server_index: usize,
-    pub(crate) health: Rc<crate::pool::ServerHealth>,
+    /// The pool's state shared by the workers; this server's health is in it.
+    pub(crate) shared: Arc<crate::worker::PoolShared>,
     pub(crate) ejection: Rc<crate::pool::Ejection>,
 }
 
 impl ServerCtx {
     pub(crate) fn stats(&self) -> &ServerStats {
         &self.pool_stats.servers[self.server_index]
+    }
+
+    pub(crate) fn health(&self) -> &crate::pool::ServerHealth {
+        self.shared.health.server(self.server_index)
     }
 }
 
@@ -436,7 +441,7 @@ impl ServerIo {
                 // counts (nutcracker's rsp_filter runs before rsp_forward).
                 Owner::Client { client, .. } if client.is_closed() => {}
                 Owner::Client { client, seq, frag } => {
-                    ctx.health.ok();
+                    ctx.health().ok();
                     stats.responses.incr();
                     stats.response_bytes.add(bytes.len() as u64);
                     client.deliver(seq, frag, Ok(bytes));

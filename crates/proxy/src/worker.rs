@@ -22,7 +22,7 @@ use tokio::sync::watch;
 
 use crate::client;
 use crate::log;
-use crate::pool::Pool;
+use crate::pool::{Pool, PoolHealth};
 use crate::stats::{PoolStats, WorkerStats};
 use crate::stream::Stream;
 use crate::StartError;
@@ -118,18 +118,22 @@ pub(crate) struct Admission {
     pub(crate) clients: AtomicUsize,
 }
 
-/// ncproxy's `client_connections` limit of one pool, across workers.
-pub(crate) struct PoolAdmission {
-    /// 0 = unlimited.
-    limit: usize,
-    current: AtomicUsize,
+/// What the workers share for one pool: its `client_connections` count and
+/// its servers' health. Both change per connection or per failure, never per
+/// request.
+pub(crate) struct PoolShared {
+    /// `client_connections`; 0 = unlimited.
+    client_limit: usize,
+    clients: AtomicUsize,
+    pub(crate) health: PoolHealth,
 }
 
-impl PoolAdmission {
-    pub(crate) fn new(pool: &nc_config::Pool) -> PoolAdmission {
-        PoolAdmission {
-            limit: pool.client_connections_configured as usize,
-            current: AtomicUsize::new(0),
+impl PoolShared {
+    pub(crate) fn new(pool: &nc_config::Pool) -> PoolShared {
+        PoolShared {
+            client_limit: pool.client_connections_configured as usize,
+            clients: AtomicUsize::new(0),
+            health: PoolHealth::new(pool.servers.len()),
         }
     }
 }
@@ -151,23 +155,23 @@ impl Admission {
     }
 
     /// Takes a client slot in `pool`, or refuses.
-    fn admit(&self, pool: &PoolAdmission) -> bool {
+    fn admit(&self, pool: &PoolShared) -> bool {
         if self.clients.fetch_add(1, Ordering::Relaxed) >= self.max_clients {
             self.clients.fetch_sub(1, Ordering::Relaxed);
             return false;
         }
-        let before = pool.current.fetch_add(1, Ordering::Relaxed);
-        if pool.limit > 0 && before >= pool.limit {
-            pool.current.fetch_sub(1, Ordering::Relaxed);
+        let before = pool.clients.fetch_add(1, Ordering::Relaxed);
+        if pool.client_limit > 0 && before >= pool.client_limit {
+            pool.clients.fetch_sub(1, Ordering::Relaxed);
             self.clients.fetch_sub(1, Ordering::Relaxed);
             return false;
         }
         true
     }
 
-    pub(crate) fn release(&self, pool: &PoolAdmission) {
+    pub(crate) fn release(&self, pool: &PoolShared) {
         self.clients.fetch_sub(1, Ordering::Relaxed);
-        pool.current.fetch_sub(1, Ordering::Relaxed);
+        pool.clients.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -261,7 +265,7 @@ pub(crate) struct PoolPlan {
     /// The old pool (index) whose listener has the same address, or a new listener.
     pub(crate) listener: Result<usize, BoundListener>,
     pub(crate) stats: Arc<PoolStats>,
-    pub(crate) admission: Arc<PoolAdmission>,
+    pub(crate) shared: Arc<PoolShared>,
 }
 
 /// Messages from the process to a worker, besides start/stop.
@@ -331,7 +335,7 @@ pub(crate) fn run(setup: WorkerSetup) {
                         limits,
                         plan.stats.clone(),
                         stats.clone(),
-                        plan.admission.clone(),
+                        plan.shared.clone(),
                         worker.clone(),
                     ));
                     if pool.config.preconnect {
@@ -445,7 +449,7 @@ async fn accept_loop(listener: BoundListener, handle: Rc<PoolHandle>) {
         match listener.accept().await {
             Ok(stream) => {
                 let pool = handle.current();
-                if !pool.worker.admission.admit(&pool.admission) {
+                if !pool.worker.admission.admit(&pool.shared) {
                     // Over the limit: accept, then close at once (nutcracker §5.9).
                     drop(stream);
                     continue;
