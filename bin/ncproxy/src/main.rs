@@ -93,6 +93,7 @@ fn run(opts: &Options) -> ExitCode {
         prometheus: opts
             .prometheus_port
             .map(|port| (opts.stats_addr.clone(), port)),
+        busy_poll: std::time::Duration::from_micros(u64::from(opts.busy_poll_us)),
     };
     let signals = match Signals::install() {
         Ok(signals) => signals,

@@ -392,16 +392,21 @@ fn open_file_limit_caps_clients() {
     assert_eq!(served, 30, "clients served under RLIMIT_NOFILE 64");
 }
 
-/// The session id field of /proc/<pid>/stat.
-fn session_of(pid: &str) -> String {
+/// The fields of /proc/<pid>/stat after the command name, from the state
+/// (field 3) on; the name may contain spaces, so they start after its ')'.
+fn stat_fields(pid: &str) -> Vec<String> {
     let stat = read(Path::new(&format!("/proc/{pid}/stat")));
-    let fields: Vec<&str> = stat
-        .rsplit(')')
+    stat.rsplit(')')
         .next()
         .unwrap_or("")
         .split_whitespace()
-        .collect();
-    fields.get(3).expect("session field").to_string()
+        .map(str::to_owned)
+        .collect()
+}
+
+/// The session id field of /proc/<pid>/stat.
+fn session_of(pid: &str) -> String {
+    stat_fields(pid).get(3).expect("session field").clone()
 }
 
 fn listen_addr(pool: &PoolConfig) -> std::net::SocketAddr {
@@ -504,5 +509,54 @@ fn memcached_pools_are_refused_until_supported() {
     assert!(
         TcpStream::connect(("127.0.0.1", port)).is_err(),
         "nothing listens"
+    );
+}
+
+/// utime + stime of a process, in clock ticks (fields 14 and 15 of
+/// /proc/<pid>/stat).
+fn cpu_ticks(pid: u32) -> u64 {
+    let fields = stat_fields(&pid.to_string());
+    let field = |i: usize| -> u64 {
+        fields
+            .get(i)
+            .and_then(|f| f.parse().ok())
+            .expect("cpu field")
+    };
+    field(11) + field(12)
+}
+
+/// `--busy-poll`: after traffic a worker keeps polling (using CPU) for the
+/// window, answers correctly meanwhile, and sleeps once the window passes
+/// without activity. Without the poller the traffic phase costs well under
+/// a tick; a poller that never parks burns the whole idle second.
+#[test]
+fn busy_poll_polls_after_activity_and_sleeps_when_idle() {
+    let servers = backends(1);
+    let pool = pool("alpha", &servers);
+    let proxy = start(&pool.render(), &["--workers", "1", "--busy-poll", "10000"]);
+    let mut conn = proxy.connect().expect("connect");
+    let before = cpu_ticks(proxy.pid());
+    // A request every 20 ms for about a second: each opens a 10 ms window,
+    // about 50 ticks of polling on an idle machine.
+    for i in 0..50 {
+        let key = format!("busy:{i}");
+        assert_eq!(cmd(&mut conn, &[b"SET", key.as_bytes(), b"v"]), b"+OK\r\n");
+        assert_eq!(cmd(&mut conn, &[b"GET", key.as_bytes()]), b"$1\r\nv\r\n");
+        sleep(Duration::from_millis(20));
+    }
+    let polled = cpu_ticks(proxy.pid()) - before;
+    sleep(Duration::from_millis(200));
+    let idle_from = cpu_ticks(proxy.pid());
+    sleep(Duration::from_secs(1));
+    let idle = cpu_ticks(proxy.pid()) - idle_from;
+    // Thresholds leave room for a loaded machine, where the poller yields
+    // its CPU to others on every round.
+    assert!(
+        polled >= 5,
+        "only {polled} ticks while traffic came every 20 ms"
+    );
+    assert!(
+        idle <= 3,
+        "{idle} ticks in an idle second: the poller did not park"
     );
 }

@@ -13,7 +13,7 @@
 //! wrap-around), so `-s 4294967297` is port 1, exactly as in nutcracker.
 //!
 //! Extensions are long-only (`--workers`, `--send-mode`, `--iov-max`,
-//! `--send-limit`, `--prometheus-port`) and must be spelled in full, so that
+//! `--send-limit`, `--prometheus-port`, `--busy-poll`) and must be spelled in full, so that
 //! every abbreviation nutcracker accepts keeps meaning the same option.
 
 use std::ffi::OsString;
@@ -33,6 +33,8 @@ pub const DEFAULT_STATS_INTERVAL_MS: u64 = 30_000;
 pub const DEFAULT_MBUF_SIZE: usize = 16384;
 pub const MIN_MBUF_SIZE: usize = 512;
 pub const MAX_MBUF_SIZE: usize = 16_777_216;
+/// The longest `--busy-poll` window, in microseconds (10 ms).
+pub const MAX_BUSY_POLL_US: u32 = 10_000;
 
 /// The nutcracker version ncproxy is compatible with.
 pub const NUTCRACKER_VERSION: &str = "0.5.0";
@@ -85,6 +87,9 @@ pub struct Options {
     pub send_limit: Option<usize>,
     /// `--prometheus-port` (extension): serve Prometheus metrics on this port.
     pub prometheus_port: Option<u16>,
+    /// `--busy-poll` (extension): microseconds a worker keeps polling after
+    /// activity before it sleeps; 0 = off.
+    pub busy_poll_us: u32,
 }
 
 impl Default for Options {
@@ -104,6 +109,7 @@ impl Default for Options {
             iov_max: None,
             send_limit: None,
             prometheus_port: None,
+            busy_poll_us: 0,
         }
     }
 }
@@ -173,6 +179,9 @@ pub enum CliError {
     /// `--prometheus-port` outside 1..=65535.
     #[error("nutcracker: option --prometheus-port value {0} is not a valid port")]
     InvalidPrometheusPort(i32),
+    /// `--busy-poll` above its maximum.
+    #[error("nutcracker: option --busy-poll value must be between 0 and {MAX_BUSY_POLL_US} usec")]
+    BusyPollRange,
 }
 
 /// Option identities: nutcracker's short characters, then the extensions.
@@ -184,6 +193,7 @@ enum Opt {
     IovMax,
     SendLimit,
     PrometheusPort,
+    BusyPoll,
 }
 
 struct LongOpt {
@@ -231,6 +241,7 @@ const LONG_OPTIONS: &[LongOpt] = &[
     ext("iov-max", Opt::IovMax),
     ext("send-limit", Opt::SendLimit),
     ext("prometheus-port", Opt::PrometheusPort),
+    ext("busy-poll", Opt::BusyPoll),
 ];
 
 /// nutcracker's short option string "hVtdDv:o:c:s:i:a:p:m:": (char, has_arg).
@@ -269,6 +280,7 @@ fn missing_value(opt: Opt) -> CliError {
         Opt::IovMax => CliError::ExtRequiresNumber("iov-max"),
         Opt::SendLimit => CliError::ExtRequiresNumber("send-limit"),
         Opt::PrometheusPort => CliError::ExtRequiresNumber("prometheus-port"),
+        Opt::BusyPoll => CliError::ExtRequiresNumber("busy-poll"),
     }
 }
 
@@ -383,6 +395,16 @@ fn apply(opt: Opt, value: &[u8], o: &mut Options, f: &mut Flags) -> Result<(), C
                 return Err(CliError::InvalidPrometheusPort(v));
             }
             o.prometheus_port = Some(v as u16);
+        }
+        Opt::BusyPoll => {
+            let v = num();
+            if v < 0 {
+                return Err(CliError::ExtRequiresNumber("busy-poll"));
+            }
+            if v as u32 > MAX_BUSY_POLL_US {
+                return Err(CliError::BusyPollRange);
+            }
+            o.busy_poll_us = v as u32;
         }
     }
     Ok(())
@@ -523,6 +545,7 @@ pub fn usage_text() -> String {
          \x20     --iov-max=N        : override every pool's iov_max ({MIN_IOV_MAX} to {MAX_IOV_MAX})\r\n\
          \x20     --send-limit=N     : override every pool's send_limit in bytes\r\n\
          \x20     --prometheus-port=N: serve prometheus metrics on this port (default: off)\r\n\
+         \x20     --busy-poll=N      : poll N usec after activity before a worker sleeps (default: 0, off)\r\n\
          \n"
     )
 }
@@ -795,12 +818,18 @@ mod tests {
             "--send-limit=1048576",
             "--prometheus-port",
             "9100",
+            "--busy-poll",
+            "200",
         ]);
         assert_eq!(o.workers, Some(4));
         assert_eq!(o.send_mode, Some(SendMode::PerMessage));
         assert_eq!(o.iov_max, Some(64));
         assert_eq!(o.send_limit, Some(1_048_576));
         assert_eq!(o.prometheus_port, Some(9100));
+        assert_eq!(o.busy_poll_us, 200);
+        assert_eq!(opts(&[]).busy_poll_us, 0, "off by default");
+        assert_eq!(opts(&["--busy-poll=0"]).busy_poll_us, 0);
+        assert_eq!(opts(&["--busy-poll=10000"]).busy_poll_us, 10_000);
         assert_eq!(
             opts(&["--send-mode", "batched"]).send_mode,
             Some(SendMode::Batched)
@@ -857,6 +886,19 @@ mod tests {
                 &["--prometheus-port=70000"],
                 "nutcracker: option --prometheus-port value 70000 is not a valid port",
             ),
+            (
+                &["--busy-poll"],
+                "nutcracker: option --busy-poll requires a number",
+            ),
+            (
+                &["--busy-poll=-5"],
+                "nutcracker: option --busy-poll requires a number",
+            ),
+            (
+                &["--busy-poll=10001"],
+                "nutcracker: option --busy-poll value must be between 0 and 10000 usec",
+            ),
+            (&["--busy=100"], "nutcracker: invalid option -- '\0'"),
             // extensions cannot be abbreviated, so nutcracker's prefixes keep
             // their meaning
             (&["--work=2"], "nutcracker: invalid option -- '\0'"),
@@ -904,6 +946,7 @@ mod tests {
             "--iov-max",
             "--send-limit",
             "--prometheus-port",
+            "--busy-poll",
         ] {
             assert!(u.contains(ext), "{ext} missing from usage");
         }

@@ -333,6 +333,9 @@ pub struct ProxySection {
     /// ncproxy worker threads (`--workers`); 1 matches nutcracker's single loop.
     #[serde(default = "default_one")]
     pub workers: u32,
+    /// ncproxy `--busy-poll` in microseconds (0 = off, as nutcracker).
+    #[serde(default)]
+    pub busy_poll_us: u32,
     #[serde(default = "default_send_mode")]
     pub send_mode: SendMode,
     #[serde(default = "default_iov_max")]
@@ -357,6 +360,7 @@ impl Default for ProxySection {
             server_connections: 1,
             timeout_ms: default_proxy_timeout_ms(),
             workers: 1,
+            busy_poll_us: 0,
             send_mode: SendMode::Batched,
             iov_max: 128,
             send_limit: SendLimit(None),
@@ -415,6 +419,8 @@ pub struct TargetSpec {
     pub binary: Option<String>,
     /// ncproxy `--workers` for this target.
     pub workers: Option<u32>,
+    /// ncproxy `--busy-poll` (microseconds) for this target.
+    pub busy_poll_us: Option<u32>,
 }
 
 impl TargetSpec {
@@ -973,6 +979,9 @@ impl BenchConfig {
         if !(1..=256).contains(&p.workers) {
             return Err(self.err("proxy.workers", "must be between 1 and 256"));
         }
+        if p.busy_poll_us > MAX_BUSY_POLL_US {
+            return Err(self.err("proxy.busy_poll_us", BUSY_POLL_RANGE));
+        }
         if !(1..=1024).contains(&p.iov_max) {
             return Err(self.err("proxy.iov_max", "must be between 1 and 1024"));
         }
@@ -1047,6 +1056,15 @@ impl BenchConfig {
                     return Err(
                         self.err(format!("target[{i}].workers"), "must be between 1 and 256")
                     );
+                }
+            }
+            if let Some(us) = t.busy_poll_us {
+                let key = format!("target[{i}].busy_poll_us");
+                if !t.kind.has_send_knobs() {
+                    return Err(self.err(key, "only used with ncproxy targets"));
+                }
+                if us > MAX_BUSY_POLL_US {
+                    return Err(self.err(key, BUSY_POLL_RANGE));
                 }
             }
         }
@@ -1287,6 +1305,10 @@ pub fn fnv1a64(data: &[u8]) -> u64 {
 }
 
 /// Splits `host:port` (`[::1]:6379` too). Returns None when malformed.
+/// ncproxy's `--busy-poll` ceiling.
+const MAX_BUSY_POLL_US: u32 = nc_config::cli::MAX_BUSY_POLL_US;
+const BUSY_POLL_RANGE: &str = "must be between 0 and 10000 (microseconds)";
+
 pub fn parse_host_port(s: &str) -> Option<(String, u16)> {
     let (host, port) = s.rsplit_once(':')?;
     let port: u16 = port.parse().ok()?;
@@ -1357,6 +1379,27 @@ mod tests {
             "{MIN}[[gate]]\nmetric = \"speed\"\ncells = {{}}\nmax = 1\n"
         ));
         assert!(e.starts_with("t.toml: gate[0].metric"), "{e}");
+    }
+
+    #[test]
+    fn busy_poll_defaults_off_and_is_checked() {
+        let c = from_toml_str(MIN, "t.toml").unwrap();
+        assert_eq!(c.proxy.busy_poll_us, 0);
+        let text = "[proxy]\nbusy_poll_us = 200\n[[target]]\nkind = \"ncproxy\"\n\
+                    [[target]]\nkind = \"ncproxy\"\nlabel = \"spin\"\nbusy_poll_us = 50\n";
+        let c = from_toml_str(text, "t.toml").unwrap();
+        assert_eq!(c.proxy.busy_poll_us, 200);
+        assert_eq!(c.targets[1].busy_poll_us, Some(50));
+        let e = err(&format!("{MIN}[proxy]\nbusy_poll_us = 10001\n"));
+        assert_eq!(
+            e,
+            "t.toml: proxy.busy_poll_us: must be between 0 and 10000 (microseconds)"
+        );
+        let e = err("[[target]]\nkind = \"nutcracker\"\nbusy_poll_us = 10\n");
+        assert_eq!(
+            e,
+            "t.toml: target[0].busy_poll_us: only used with ncproxy targets"
+        );
     }
 
     #[test]

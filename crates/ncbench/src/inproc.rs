@@ -47,15 +47,21 @@ pub fn start(
     yaml: &str,
     _listen: SocketAddr,
     workers: u32,
+    busy_poll_us: u32,
     cpus: Option<&CpuList>,
 ) -> Option<Result<InProcProxy>> {
-    Some(start_inner(yaml, workers, cpus))
+    Some(start_inner(yaml, workers, busy_poll_us, cpus))
 }
 
 /// nc_proxy names its threads `ncproxy-worker-N` and `ncproxy-stats`.
 const THREAD_PREFIX: &str = "ncproxy-";
 
-fn start_inner(yaml: &str, workers: u32, cpus: Option<&CpuList>) -> Result<InProcProxy> {
+fn start_inner(
+    yaml: &str,
+    workers: u32,
+    busy_poll_us: u32,
+    cpus: Option<&CpuList>,
+) -> Result<InProcProxy> {
     let cfg = nc_config::Config::from_yaml_str(yaml, "<ncbench generated pool>").map_err(|e| {
         BenchError::setup(format!(
             "ncproxy rejected the generated config: {}",
@@ -67,6 +73,7 @@ fn start_inner(yaml: &str, workers: u32, cpus: Option<&CpuList>) -> Result<InPro
         // Port 0: the stats server picks a free port and reports it.
         stats_addr: Some(("127.0.0.1".to_string(), 0)),
         stats_interval_ms: 1000,
+        busy_poll: std::time::Duration::from_micros(u64::from(busy_poll_us)),
         ..nc_proxy::RunOptions::default()
     };
     let before = affinity::thread_ids();

@@ -311,14 +311,19 @@ pub fn start_target(
             let listen: SocketAddr = ([127, 0, 0, 1], procs::free_port()?).into();
             let yaml = proxy_yaml(listen, proxy, &backends.addrs, knobs);
             let workers = spec.workers.unwrap_or(proxy.workers);
+            let busy_poll_us = spec.busy_poll_us.unwrap_or(proxy.busy_poll_us);
+            let threads = match busy_poll_us {
+                0 => format!("{workers} worker(s)"),
+                us => format!("{workers} worker(s), busy-poll {us} us"),
+            };
             if spec.kind == TargetKind::Ncproxy {
-                if let Some(r) = crate::inproc::start(&yaml, listen, workers, cpus) {
+                if let Some(r) = crate::inproc::start(&yaml, listen, workers, busy_poll_us, cpus) {
                     let p = r?;
                     let name = format!("ncproxy in-process :{}", listen.port());
                     return Ok(RunningTarget {
                         addrs: vec![listen],
                         stats: p.stats_addr(),
-                        how: format!("ncproxy in-process ({workers} worker(s))"),
+                        how: format!("ncproxy in-process ({threads})"),
                         pid: None,
                         cpus_observed: p
                             .threads_cpus
@@ -335,13 +340,16 @@ pub fn start_target(
                     "no ncproxy binary found (build it with `cargo build --release -p ncproxy-cli`, or set NCPROXY_BIN)".into(),
                 ));
             };
-            let extra = vec!["--workers".to_string(), workers.to_string()];
+            let mut extra = vec!["--workers".to_string(), workers.to_string()];
+            if busy_poll_us > 0 {
+                extra.extend(["--busy-poll".to_string(), busy_poll_us.to_string()]);
+            }
             let (g, stats) = procs::start_proxy_binary(&bin, &yaml, listen, &extra, workdir, cpus)?;
             Ok(RunningTarget {
                 addrs: vec![listen],
                 stats: Some(stats),
                 how: format!(
-                    "ncproxy binary {} ({workers} worker(s), pid {})",
+                    "ncproxy binary {} ({threads}, pid {})",
                     bin.display(),
                     g.pid()
                 ),

@@ -122,6 +122,7 @@ impl Client {
                 flush_forward_errors(&self.shared, self.pool.stats());
                 return Poll::Pending;
             }
+            crate::busy_poll::note_activity();
         }
         cx.waker().wake_by_ref();
         Poll::Pending

@@ -15,6 +15,7 @@
 //! - `log`: nutcracker-style log lines and levels.
 #![deny(unsafe_code)]
 
+mod busy_poll;
 mod chain;
 mod client;
 mod errno;
@@ -56,6 +57,9 @@ pub struct RunOptions {
     pub mbuf_size: usize,
     /// Serve Prometheus text at `http://ADDR:PORT/metrics` (ADDR as the stats server).
     pub prometheus: Option<(String, u16)>,
+    /// `--busy-poll`: how long a worker keeps polling after activity before
+    /// it blocks; zero (the default) blocks at once, as nutcracker does.
+    pub busy_poll: Duration,
 }
 
 impl Default for RunOptions {
@@ -66,6 +70,7 @@ impl Default for RunOptions {
             stats_interval_ms: 30_000,
             mbuf_size: nc_protocol::DEFAULT_MBUF_SIZE,
             prometheus: None,
+            busy_poll: Duration::ZERO,
         }
     }
 }
@@ -408,6 +413,7 @@ pub fn start(config: Config, opts: RunOptions) -> Result<RunningProxy, StartErro
             admission: admission.clone(),
             control: control_rx.clone(),
             messages: receiver,
+            busy_poll: opts.busy_poll,
         };
         let thread = std::thread::Builder::new()
             .name(format!("ncproxy-worker-{w}"))

@@ -360,6 +360,7 @@ impl ServerIo {
                     false => Poll::Pending,
                 };
             }
+            crate::busy_poll::note_activity();
         }
         cx.waker().wake_by_ref();
         Poll::Pending

@@ -2,7 +2,9 @@
 //! buffer's spare capacity, `writev` for batched sends and `write` for
 //! per-message sends. They are here, not in tokio, so that every send is
 //! exactly one counted syscall and a short read or write can clear the
-//! socket's readiness without a second, wasted call.
+//! socket's readiness without a second, wasted call. Also the few other
+//! libc calls the proxy needs (`sched_yield` for `--busy-poll`, rlimits,
+//! daemonizing).
 #![allow(unsafe_code)]
 
 use std::io;
@@ -93,6 +95,12 @@ pub(crate) fn write(fd: BorrowedFd<'_>, data: &[u8]) -> io::Result<usize> {
         return Err(io::Error::last_os_error());
     }
     Ok(n as usize)
+}
+
+/// Lets another runnable thread on this CPU go first (`--busy-poll` rounds).
+pub(crate) fn sched_yield() {
+    // SAFETY: sched_yield takes no arguments and cannot fail on Linux.
+    unsafe { libc::sched_yield() };
 }
 
 /// The soft and hard RLIMIT_NOFILE.

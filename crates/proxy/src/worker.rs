@@ -285,6 +285,8 @@ pub(crate) struct WorkerSetup {
     pub(crate) admission: Arc<Admission>,
     pub(crate) control: watch::Receiver<(Control, std::time::Duration)>,
     pub(crate) messages: tokio::sync::mpsc::UnboundedReceiver<WorkerMsg>,
+    /// `--busy-poll` window; zero: no poller.
+    pub(crate) busy_poll: std::time::Duration,
 }
 
 /// A pool running on this worker: its handle and its accept loop.
@@ -315,7 +317,11 @@ pub(crate) fn run(setup: WorkerSetup) {
             admission,
             mut control,
             mut messages,
+            busy_poll,
         } = setup;
+        if !busy_poll.is_zero() {
+            tokio::task::spawn_local(crate::busy_poll::run(busy_poll));
+        }
         let worker = Rc::new(WorkerCtx {
             admission,
             draining: Cell::new(false),
