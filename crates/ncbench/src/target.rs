@@ -312,7 +312,7 @@ pub fn start_target(
             let yaml = proxy_yaml(listen, proxy, &backends.addrs, knobs);
             let workers = spec.workers.unwrap_or(proxy.workers);
             let busy_poll_us = spec.busy_poll_us.unwrap_or(proxy.busy_poll_us);
-            let threads = match busy_poll_us {
+            let settings = match busy_poll_us {
                 0 => format!("{workers} worker(s)"),
                 us => format!("{workers} worker(s), busy-poll {us} us"),
             };
@@ -323,7 +323,7 @@ pub fn start_target(
                     return Ok(RunningTarget {
                         addrs: vec![listen],
                         stats: p.stats_addr(),
-                        how: format!("ncproxy in-process ({threads})"),
+                        how: format!("ncproxy in-process ({settings})"),
                         pid: None,
                         cpus_observed: p
                             .threads_cpus
@@ -349,7 +349,7 @@ pub fn start_target(
                 addrs: vec![listen],
                 stats: Some(stats),
                 how: format!(
-                    "ncproxy binary {} ({threads}, pid {})",
+                    "ncproxy binary {} ({settings}, pid {})",
                     bin.display(),
                     g.pid()
                 ),

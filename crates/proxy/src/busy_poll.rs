@@ -12,46 +12,58 @@
 //! Connection tasks call [`note_activity`] whenever a poll made progress. The
 //! state is per worker thread: workers share nothing here either.
 
-use std::cell::{Cell, RefCell};
+use std::cell::Cell;
 use std::future::poll_fn;
-use std::task::{Poll, Waker};
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use crate::sys;
+use crate::wake::TaskWaker;
+
+/// One worker's poller state; one thread-local, so noting activity is one
+/// TLS access.
+struct PollerState {
+    /// Bumped by every connection poll that made progress on this worker.
+    activity: Cell<u64>,
+    /// The poller is parked and waits for `note_activity` to wake it.
+    parked: Cell<bool>,
+    waker: TaskWaker,
+}
 
 thread_local! {
-    /// Bumped by every connection poll that made progress on this worker.
-    static ACTIVITY: Cell<u64> = const { Cell::new(0) };
-    /// The poller is parked and waits for `note_activity` to wake it.
-    static PARKED: Cell<bool> = const { Cell::new(false) };
-    static POLLER: RefCell<Option<Waker>> = const { RefCell::new(None) };
+    static STATE: PollerState = const {
+        PollerState {
+            activity: Cell::new(0),
+            parked: Cell::new(false),
+            waker: TaskWaker::new(),
+        }
+    };
 }
 
 /// Records that a connection on this worker read or wrote something.
 #[inline]
 pub(crate) fn note_activity() {
-    ACTIVITY.with(|a| a.set(a.get().wrapping_add(1)));
-    if PARKED.with(|p| p.replace(false)) {
-        POLLER.with(|w| {
-            if let Some(waker) = w.borrow().as_ref() {
-                waker.wake_by_ref();
-            }
-        });
-    }
+    STATE.with(|s| {
+        s.activity.set(s.activity.get().wrapping_add(1));
+        if s.parked.replace(false) {
+            s.waker.wake();
+        }
+    });
 }
 
 /// The poller task of one worker: polls (one zero-timeout I/O poll of the
 /// runtime per round) while there was activity within `window`, then parks.
 pub(crate) async fn run(window: Duration) {
+    let activity = || STATE.with(|s| s.activity.get());
     loop {
-        let mut seen = ACTIVITY.with(Cell::get);
+        let mut seen = activity();
         let mut last_activity = Instant::now();
         loop {
             sys::sched_yield();
             // Deferred until the runtime has polled its I/O driver without
             // blocking, so every round is one `epoll_wait(0)`.
             tokio::task::yield_now().await;
-            let now = ACTIVITY.with(Cell::get);
+            let now = activity();
             if now != seen {
                 seen = now;
                 last_activity = Instant::now();
@@ -59,20 +71,16 @@ pub(crate) async fn run(window: Duration) {
                 break;
             }
         }
-        PARKED.with(|p| p.set(true));
+        STATE.with(|s| s.parked.set(true));
         poll_fn(|cx| {
-            if PARKED.with(Cell::get) {
-                POLLER.with(|w| {
-                    let mut slot = w.borrow_mut();
-                    match slot.as_ref() {
-                        Some(current) if current.will_wake(cx.waker()) => {}
-                        _ => *slot = Some(cx.waker().clone()),
-                    }
-                });
-                Poll::Pending
-            } else {
-                Poll::Ready(())
-            }
+            STATE.with(|s| {
+                if s.parked.get() {
+                    s.waker.register(cx.waker());
+                    Poll::Pending
+                } else {
+                    Poll::Ready(())
+                }
+            })
         })
         .await;
     }

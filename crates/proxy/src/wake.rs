@@ -12,6 +12,14 @@ pub(crate) struct TaskWaker {
 }
 
 impl TaskWaker {
+    /// The same as `default()`, usable in a `const` thread-local.
+    pub(crate) const fn new() -> TaskWaker {
+        TaskWaker {
+            waker: RefCell::new(None),
+            notified: Cell::new(false),
+        }
+    }
+
     /// Called at the start of the owning task's poll.
     pub(crate) fn register(&self, waker: &Waker) {
         self.notified.set(false);
