@@ -54,6 +54,7 @@ pub(crate) async fn serve(stream: Stream, handle: Rc<PoolHandle>) {
     pool.conns.total_connections.incr();
     let shared = Rc::new(ClientShared::new(pool.limits, pool.client_output_limit));
     let registration = pool.worker.register(&shared);
+    let _open = crate::busy_poll::OpenClient::new();
     let mut client = Client {
         stream,
         // Allocated on the first read: idle clients cost no buffer.
@@ -148,6 +149,7 @@ impl Client {
                 }
                 Poll::Ready(Ok(_)) => {
                     *progress = true;
+                    crate::busy_poll::note_input();
                     self.parse_requests()?;
                 }
                 Poll::Ready(Err(e)) => {
@@ -248,6 +250,7 @@ impl Client {
                 client: self.shared.clone(),
                 seq,
                 frag,
+                _awaited: crate::busy_poll::AwaitedReply::new(),
             },
             deadline,
         });

@@ -37,6 +37,9 @@ pub(crate) enum Owner {
         client: Rc<ClientShared>,
         seq: u64,
         frag: u32,
+        /// Counts the request for `--busy-poll`'s coalescing until it is
+        /// answered or failed.
+        _awaited: crate::busy_poll::AwaitedReply,
     },
     /// AUTH or SELECT the proxy sends on connect; the reply is swallowed.
     Internal(&'static str),
@@ -50,7 +53,10 @@ pub(crate) struct ServerReq {
 
 impl ServerReq {
     fn fail(self, errno: Errno) {
-        if let Owner::Client { client, seq, frag } = self.owner {
+        if let Owner::Client {
+            client, seq, frag, ..
+        } = self.owner
+        {
             client.deliver(seq, frag, Err(errno));
         }
     }
@@ -112,7 +118,10 @@ impl SendQueue for SendView<'_> {
 
     #[inline]
     fn head_sent(&mut self) {
-        if let Some(req) = self.q.inq.pop_front() {
+        if let Some(mut req) = self.q.inq.pop_front() {
+            if let Owner::Client { _awaited, .. } = &mut req.owner {
+                _awaited.sent();
+            }
             let len = req.data.len() as u64;
             self.stats.in_queue.sub(1);
             self.stats.in_queue_bytes.sub(len);
@@ -373,7 +382,7 @@ impl ServerIo {
         progress: &mut bool,
     ) -> Result<(), Close> {
         loop {
-            if conn.queues.borrow().inq.is_empty() {
+            if conn.queues.borrow().inq.is_empty() || !crate::busy_poll::may_send(cx) {
                 return Ok(());
             }
             let stats = conn.ctx.stats();
@@ -441,7 +450,9 @@ impl ServerIo {
                 // A reply for a client that is gone is swallowed before it
                 // counts (nutcracker's rsp_filter runs before rsp_forward).
                 Owner::Client { client, .. } if client.is_closed() => {}
-                Owner::Client { client, seq, frag } => {
+                Owner::Client {
+                    client, seq, frag, ..
+                } => {
                     ctx.health().ok();
                     stats.responses.incr();
                     stats.response_bytes.add(bytes.len() as u64);

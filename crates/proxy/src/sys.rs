@@ -3,7 +3,8 @@
 //! per-message sends. They are here, not in tokio, so that every send is
 //! exactly one counted syscall and a short read or write can clear the
 //! socket's readiness without a second, wasted call. Also the few other
-//! libc calls the proxy needs (`sched_yield` for `--busy-poll`, rlimits,
+//! libc calls the proxy needs (`sched_yield` and `getrusage` for
+//! `--busy-poll`, rlimits,
 //! daemonizing).
 #![allow(unsafe_code)]
 
@@ -101,6 +102,17 @@ pub(crate) fn write(fd: BorrowedFd<'_>, data: &[u8]) -> io::Result<usize> {
 pub(crate) fn sched_yield() {
     // SAFETY: sched_yield takes no arguments and cannot fail on Linux.
     unsafe { libc::sched_yield() };
+}
+
+/// How often the calling thread has been switched out while runnable
+/// (preempted, or after `sched_yield` let another task run).
+pub(crate) fn thread_involuntary_switches() -> i64 {
+    // SAFETY: rusage is plain data, so all-zero is a valid value.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: `usage` is a valid, writable rusage struct; RUSAGE_THREAD
+    // cannot fail on Linux.
+    unsafe { libc::getrusage(libc::RUSAGE_THREAD, &mut usage) };
+    usage.ru_nivcsw
 }
 
 /// The soft and hard RLIMIT_NOFILE.
