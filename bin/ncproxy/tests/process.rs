@@ -525,10 +525,27 @@ fn cpu_ticks(pid: u32) -> u64 {
     field(11) + field(12)
 }
 
+/// The machine's idle time so far, in clock ticks summed over CPUs (idle
+/// and iowait on the first line of /proc/stat).
+fn machine_idle_ticks() -> u64 {
+    let stat = std::fs::read_to_string("/proc/stat").expect("/proc/stat");
+    let fields: Vec<u64> = stat
+        .lines()
+        .next()
+        .expect("cpu line")
+        .split_whitespace()
+        .skip(1)
+        .map(|f| f.parse().expect("cpu ticks"))
+        .collect();
+    fields[3] + fields[4]
+}
+
 /// `--busy-poll`: after traffic a worker keeps polling (using CPU) for the
 /// window, answers correctly meanwhile, and sleeps once the window passes
 /// without activity. Without the poller the traffic phase costs well under
-/// a tick; a poller that never parks burns the whole idle second.
+/// a tick; a poller that never parks burns the whole idle second. A poller
+/// whose CPU is busy with other work backs off, so the polling half is
+/// checked only if the machine had at least half a CPU to spare.
 #[test]
 fn busy_poll_polls_after_activity_and_sleeps_when_idle() {
     let servers = backends(1);
@@ -536,6 +553,7 @@ fn busy_poll_polls_after_activity_and_sleeps_when_idle() {
     let proxy = start(&pool.render(), &["--workers", "1", "--busy-poll", "10000"]);
     let mut conn = proxy.connect().expect("connect");
     let before = cpu_ticks(proxy.pid());
+    let idle_before = machine_idle_ticks();
     // A request every 20 ms for about a second: each opens a 10 ms window,
     // about 50 ticks of polling on an idle machine.
     for i in 0..50 {
@@ -545,16 +563,22 @@ fn busy_poll_polls_after_activity_and_sleeps_when_idle() {
         sleep(Duration::from_millis(20));
     }
     let polled = cpu_ticks(proxy.pid()) - before;
+    // What the poller could have used: the machine's idle time plus its own.
+    let spare = machine_idle_ticks() - idle_before + polled;
     sleep(Duration::from_millis(200));
     let idle_from = cpu_ticks(proxy.pid());
     sleep(Duration::from_secs(1));
     let idle = cpu_ticks(proxy.pid()) - idle_from;
     // Thresholds leave room for a loaded machine, where the poller yields
     // its CPU to others on every round.
-    assert!(
-        polled >= 5,
-        "only {polled} ticks while traffic came every 20 ms"
-    );
+    if spare >= 50 {
+        assert!(
+            polled >= 5,
+            "only {polled} ticks while traffic came every 20 ms ({spare} ticks to spare)"
+        );
+    } else {
+        eprintln!("only {spare} spare ticks: the machine is too busy to expect polling");
+    }
     assert!(
         idle <= 3,
         "{idle} ticks in an idle second: the poller did not park"
