@@ -1304,11 +1304,11 @@ pub fn fnv1a64(data: &[u8]) -> u64 {
     h
 }
 
-/// Splits `host:port` (`[::1]:6379` too). Returns None when malformed.
 /// ncproxy's `--busy-poll` ceiling.
 const MAX_BUSY_POLL_US: u32 = nc_config::cli::MAX_BUSY_POLL_US;
 const BUSY_POLL_RANGE: &str = "must be between 0 and 10000 (microseconds)";
 
+/// Splits `host:port` (`[::1]:6379` too). Returns None when malformed.
 pub fn parse_host_port(s: &str) -> Option<(String, u16)> {
     let (host, port) = s.rsplit_once(':')?;
     let port: u16 = port.parse().ok()?;

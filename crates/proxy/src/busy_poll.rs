@@ -195,14 +195,7 @@ pub(crate) fn may_send(cx: &Context<'_>) -> bool {
             return true;
         }
         let now = Instant::now();
-        if batch_is_full(s)
-            || hold_ends(
-                now,
-                s.last_input.get(),
-                s.input_after_quiet.get(),
-                s.holding_since.get(),
-            )
-        {
+        if hold_is_over(s, now) {
             return true;
         }
         let mut held = s.held.borrow_mut();
@@ -225,6 +218,17 @@ pub(crate) fn may_send(cx: &Context<'_>) -> bool {
 fn batch_is_full(s: &PollerState) -> bool {
     let clients = s.clients.get();
     s.awaited_replies.get() >= clients || s.unsent_requests.get() * 2 >= clients
+}
+
+/// Whether held sends may go out at `now`, by the batch or by the clock.
+fn hold_is_over(s: &PollerState, now: Instant) -> bool {
+    batch_is_full(s)
+        || hold_ends(
+            now,
+            s.last_input.get(),
+            s.input_after_quiet.get(),
+            s.holding_since.get(),
+        )
 }
 
 /// The coalescing rule: held sends go out once clients have been quiet for
@@ -253,16 +257,7 @@ fn release_held() {
 }
 
 fn release_held_if_due() {
-    let due = STATE.with(|s| {
-        !s.held.borrow().is_empty()
-            && (batch_is_full(s)
-                || hold_ends(
-                    Instant::now(),
-                    s.last_input.get(),
-                    s.input_after_quiet.get(),
-                    s.holding_since.get(),
-                ))
-    });
+    let due = STATE.with(|s| !s.held.borrow().is_empty() && hold_is_over(s, Instant::now()));
     if due {
         release_held();
     }

@@ -250,7 +250,7 @@ impl Client {
                 client: self.shared.clone(),
                 seq,
                 frag,
-                _awaited: crate::busy_poll::AwaitedReply::new(),
+                awaited: crate::busy_poll::AwaitedReply::new(),
             },
             deadline,
         });

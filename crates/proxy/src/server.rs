@@ -39,7 +39,7 @@ pub(crate) enum Owner {
         frag: u32,
         /// Counts the request for `--busy-poll`'s coalescing until it is
         /// answered or failed.
-        _awaited: crate::busy_poll::AwaitedReply,
+        awaited: crate::busy_poll::AwaitedReply,
     },
     /// AUTH or SELECT the proxy sends on connect; the reply is swallowed.
     Internal(&'static str),
@@ -119,8 +119,8 @@ impl SendQueue for SendView<'_> {
     #[inline]
     fn head_sent(&mut self) {
         if let Some(mut req) = self.q.inq.pop_front() {
-            if let Owner::Client { _awaited, .. } = &mut req.owner {
-                _awaited.sent();
+            if let Owner::Client { awaited, .. } = &mut req.owner {
+                awaited.sent();
             }
             let len = req.data.len() as u64;
             self.stats.in_queue.sub(1);

@@ -3,9 +3,8 @@
 //! per-message sends. They are here, not in tokio, so that every send is
 //! exactly one counted syscall and a short read or write can clear the
 //! socket's readiness without a second, wasted call. Also the few other
-//! libc calls the proxy needs (`sched_yield` and `getrusage` for
-//! `--busy-poll`, rlimits,
-//! daemonizing).
+//! libc calls the proxy needs: `sched_yield` and `getrusage` for
+//! `--busy-poll`, rlimits, daemonizing.
 #![allow(unsafe_code)]
 
 use std::io;
