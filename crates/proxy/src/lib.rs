@@ -1,33 +1,30 @@
 //! ncproxy: a twemproxy (nutcracker 0.5.0) compatible proxy for Redis pools.
 //!
-//! Layout:
+//! Layout, top to bottom (each layer uses only the ones below it):
 //! - [`start`] binds every listener, starts the workers and the stats server,
 //!   and returns a [`RunningProxy`] handle (used by the binary and by ncbench
-//!   in-process).
+//!   in-process); `reload` swaps pools without dropping clients.
 //! - `worker`: one thread and one single-threaded runtime per worker, each
-//!   with its own listeners and backend connections (shared-nothing).
-//! - `client` / `server`: the two connection tasks; `replies` holds a
-//!   client's in-order reply queue and fragment coalescing; `chain` is the
-//!   send path (twemproxy's `msg_send_chain`) both sides use.
-//! - `pool`: routing (hash + continuum) and server connection slots.
+//!   with its own listeners and backend connections (shared-nothing);
+//!   `worker::listen` binds, accepts and admits clients.
+//! - `pool`: one pool as a worker sees it: `router` (hash + continuum),
+//!   `health` (failure counts, ejections and client counts shared by the
+//!   workers), and the server connection slots.
+//! - `conn`: the connection tasks: `client`, `server`, and `replies` (a
+//!   client's in-order reply queue and fragment coalescing).
+//! - `io`: the send chain (twemproxy's `msg_send_chain`), streams and their
+//!   readiness loops, raw syscalls (the only unsafe code), `--busy-poll`.
 //! - `stats`, `stats_server`: single-writer counters and the JSON endpoint.
-//! - `sys`: the raw read/writev/write calls (the only unsafe code).
-//! - `log`: nutcracker-style log lines and levels.
+//! - `log`, `errno`: nutcracker-style log lines and error texts.
 #![deny(unsafe_code)]
 
-mod busy_poll;
-mod chain;
-mod client;
+mod conn;
 mod errno;
+mod io;
 pub mod log;
 mod pool;
-mod replies;
-mod server;
 pub mod stats;
 mod stats_server;
-mod stream;
-mod sys;
-mod wake;
 mod worker;
 
 use std::net::{SocketAddr, TcpListener};
@@ -41,7 +38,7 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot, watch};
 
-pub use chain::{SendOpts, IOV_MAX_LIMIT};
+pub use io::chain::{SendOpts, IOV_MAX_LIMIT};
 use stats::{PoolStats, WorkerStats};
 
 /// How to run: everything that comes from the command line rather than the YAML.
@@ -112,7 +109,7 @@ pub struct RunningProxy {
     stats: Arc<stats_server::StatsSource>,
     config: Arc<Config>,
     /// Per pool: the client count and server health the workers share.
-    shared: Vec<Arc<worker::PoolShared>>,
+    shared: Vec<Arc<pool::health::PoolShared>>,
     listen_addrs: Vec<Option<SocketAddr>>,
     stats_local_addr: Option<SocketAddr>,
     prometheus_local_addr: Option<SocketAddr>,
@@ -230,7 +227,7 @@ impl RunningProxy {
                             .map(|_| Arc::new(PoolStats::for_pool(pool)))
                             .collect(),
                     );
-                    shared.push(Arc::new(worker::PoolShared::new(pool)));
+                    shared.push(Arc::new(pool::health::PoolShared::new(pool)));
                 }
             }
         }
@@ -328,7 +325,7 @@ fn bind_for_workers(
 /// Detaches from the terminal (`-d`). Call before [`start`]: it forks, and
 /// only the calling thread survives a fork.
 pub fn daemonize() -> std::io::Result<()> {
-    sys::daemonize()
+    io::sys::daemonize()
 }
 
 /// Binds everything and starts the workers. Returns once every listener is
@@ -384,10 +381,10 @@ pub fn start(config: Config, opts: RunOptions) -> Result<RunningProxy, StartErro
                 .collect()
         })
         .collect();
-    let shared: Vec<Arc<worker::PoolShared>> = config
+    let shared: Vec<Arc<pool::health::PoolShared>> = config
         .pools
         .iter()
-        .map(|p| Arc::new(worker::PoolShared::new(p)))
+        .map(|p| Arc::new(pool::health::PoolShared::new(p)))
         .collect();
     let admission = Arc::new(worker::Admission::new(&config, workers));
     let (control, control_rx) = watch::channel((worker::Control::Run, Duration::ZERO));

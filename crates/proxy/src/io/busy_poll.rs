@@ -35,8 +35,8 @@ use std::future::poll_fn;
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
-use crate::sys;
-use crate::wake::TaskWaker;
+use crate::io::sys;
+use crate::io::wake::TaskWaker;
 
 /// Client silence after which held sends go out. Measured on a 2-vCPU VM at
 /// 50 connections: with 10 µs, batches often ended in the middle of a

@@ -20,13 +20,13 @@ use nc_protocol::Limits;
 use tokio::net::{TcpStream, UnixStream};
 use tokio::time::{Instant, Sleep};
 
-use crate::chain::{SendOpts, SendQueue, Sent};
+use crate::conn::replies::ClientShared;
 use crate::errno::{errno_of, Errno};
+use crate::io::chain::{SendOpts, SendQueue, Sent};
+use crate::io::stream::Stream;
+use crate::io::wake::TaskWaker;
 use crate::log;
-use crate::replies::ClientShared;
 use crate::stats::ServerStats;
-use crate::stream::Stream;
-use crate::wake::TaskWaker;
 
 /// Read buffer growth step, like one nutcracker mbuf.
 const READ_CHUNK: usize = 16 * 1024;
@@ -39,7 +39,7 @@ pub(crate) enum Owner {
         frag: u32,
         /// Counts the request for `--busy-poll`'s coalescing until it is
         /// answered or failed.
-        awaited: crate::busy_poll::AwaitedReply,
+        awaited: crate::io::busy_poll::AwaitedReply,
     },
     /// AUTH or SELECT the proxy sends on connect; the reply is swallowed.
     Internal(&'static str),
@@ -75,8 +75,8 @@ pub(crate) struct ServerCtx {
     pub(crate) conns: Arc<crate::stats::WorkerStats>,
     pub(crate) server_index: usize,
     /// The pool's state shared by the workers; this server's health is in it.
-    pub(crate) shared: Arc<crate::worker::PoolShared>,
-    pub(crate) ejection: Rc<crate::pool::Ejection>,
+    pub(crate) shared: Arc<crate::pool::health::PoolShared>,
+    pub(crate) ejection: Rc<crate::pool::health::Ejection>,
 }
 
 impl ServerCtx {
@@ -84,7 +84,7 @@ impl ServerCtx {
         &self.pool_stats.servers[self.server_index]
     }
 
-    pub(crate) fn health(&self) -> &crate::pool::ServerHealth {
+    pub(crate) fn health(&self) -> &crate::pool::health::ServerHealth {
         self.shared.health.server(self.server_index)
     }
 }
@@ -220,7 +220,7 @@ async fn run(conn: Rc<ServerConn>) {
                 ctx.stats().server_err.incr();
             }
             conn.fail_all(errno);
-            crate::pool::server_failure(&ctx);
+            crate::pool::health::server_failure(&ctx);
             return;
         }
     };
@@ -254,7 +254,7 @@ async fn run(conn: Rc<ServerConn>) {
     };
     drop(io);
     conn.fail_all(errno);
-    crate::pool::server_failure(&ctx);
+    crate::pool::health::server_failure(&ctx);
 }
 
 /// AUTH then SELECT at the head of the queue (nutcracker queues SELECT
@@ -369,7 +369,7 @@ impl ServerIo {
                     false => Poll::Pending,
                 };
             }
-            crate::busy_poll::note_activity();
+            crate::io::busy_poll::note_activity();
         }
         cx.waker().wake_by_ref();
         Poll::Pending
@@ -382,7 +382,7 @@ impl ServerIo {
         progress: &mut bool,
     ) -> Result<(), Close> {
         loop {
-            if conn.queues.borrow().inq.is_empty() || !crate::busy_poll::may_send(cx) {
+            if conn.queues.borrow().inq.is_empty() || !crate::io::busy_poll::may_send(cx) {
                 return Ok(());
             }
             let stats = conn.ctx.stats();

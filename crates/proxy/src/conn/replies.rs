@@ -11,10 +11,10 @@ use bytes::{BufMut, Bytes, BytesMut};
 use nc_protocol::resp::{self, ArrayElements, FragmentKind, ReplyKind};
 use nc_protocol::Limits;
 
-use crate::chain::SendQueue;
 use crate::errno::{redis_error_reply, Errno};
+use crate::io::chain::SendQueue;
+use crate::io::wake::TaskWaker;
 use crate::stats::PoolStats;
-use crate::wake::TaskWaker;
 
 /// What a slot will send.
 pub(crate) enum SlotReply {

@@ -15,8 +15,8 @@ use arrayvec::ArrayVec;
 
 use nc_config::SendMode;
 
+use crate::io::sys;
 use crate::stats::SendStats;
-use crate::sys;
 
 /// The largest `iov_max` accepted (Linux IOV_MAX is 1024).
 pub const IOV_MAX_LIMIT: usize = 1024;

@@ -8,9 +8,9 @@ use std::task::{ready, Context, Poll};
 use bytes::BytesMut;
 use tokio::io::Interest;
 
-use crate::chain::{self, SendOpts, SendQueue, Sent};
+use crate::io::chain::{self, SendOpts, SendQueue, Sent};
+use crate::io::sys;
 use crate::stats::SendStats;
-use crate::sys;
 use tokio::net::{TcpStream, UnixStream};
 
 pub(crate) enum Stream {

@@ -10,14 +10,14 @@ use bytes::{Bytes, BytesMut};
 use nc_protocol::resp::{self, FragmentKind, ParseError, Request, Special};
 use tokio::time::Instant;
 
-use crate::chain::Sent;
+use crate::conn::replies::{flush_forward_errors, ClientShared, Fragments, NO_FRAGMENT};
+use crate::conn::server::{Owner, ServerReq};
 use crate::errno::{errno_of, redis_error_reply};
+use crate::io::chain::Sent;
+use crate::io::stream::Stream;
 use crate::log;
 use crate::pool::Pool;
-use crate::replies::{flush_forward_errors, ClientShared, Fragments, NO_FRAGMENT};
-use crate::server::{Owner, ServerReq};
-use crate::stream::Stream;
-use crate::worker::PoolHandle;
+use crate::pool::PoolHandle;
 
 /// Read buffer growth step, like one nutcracker mbuf.
 const READ_CHUNK: usize = 16 * 1024;
@@ -54,7 +54,7 @@ pub(crate) async fn serve(stream: Stream, handle: Rc<PoolHandle>) {
     pool.conns.total_connections.incr();
     let shared = Rc::new(ClientShared::new(pool.limits, pool.client_output_limit));
     let registration = pool.worker.register(&shared);
-    let _open = crate::busy_poll::OpenClient::new();
+    let _open = crate::io::busy_poll::OpenClient::new();
     let mut client = Client {
         stream,
         // Allocated on the first read: idle clients cost no buffer.
@@ -78,7 +78,6 @@ pub(crate) async fn serve(stream: Stream, handle: Rc<PoolHandle>) {
     stats.client_connections.sub(1);
     pool.conns.curr_connections.sub(1);
     pool.worker.unregister(registration);
-    pool.worker.admission.release(&pool.shared);
 }
 
 struct Client {
@@ -123,7 +122,7 @@ impl Client {
                 flush_forward_errors(&self.shared, self.pool.stats());
                 return Poll::Pending;
             }
-            crate::busy_poll::note_activity();
+            crate::io::busy_poll::note_activity();
         }
         cx.waker().wake_by_ref();
         Poll::Pending
@@ -149,7 +148,7 @@ impl Client {
                 }
                 Poll::Ready(Ok(_)) => {
                     *progress = true;
-                    crate::busy_poll::note_input();
+                    crate::io::busy_poll::note_input();
                     self.parse_requests()?;
                 }
                 Poll::Ready(Err(e)) => {
@@ -250,7 +249,7 @@ impl Client {
                 client: self.shared.clone(),
                 seq,
                 frag,
-                awaited: crate::busy_poll::AwaitedReply::new(),
+                awaited: crate::io::busy_poll::AwaitedReply::new(),
             },
             deadline,
         });
