@@ -19,6 +19,7 @@
 #![deny(unsafe_code)]
 
 mod conn;
+mod dialect;
 mod errno;
 mod io;
 pub mod log;

@@ -46,6 +46,17 @@ pub struct ArgIter<'a> {
     pos: usize,
 }
 
+impl<'a> ArgIter<'a> {
+    /// The elements of `request` (exactly one validated request's bytes)
+    /// from `args_start` (its [`Request::args_start`]) on.
+    pub fn new(request: &'a [u8], args_start: usize) -> ArgIter<'a> {
+        ArgIter {
+            buf: request,
+            pos: args_start,
+        }
+    }
+}
+
 impl Iterator for ArgIter<'_> {
     type Item = Range<usize>;
 

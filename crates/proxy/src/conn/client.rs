@@ -7,17 +7,17 @@ use std::rc::Rc;
 use std::task::{Context, Poll};
 
 use bytes::{Bytes, BytesMut};
-use nc_protocol::resp::{self, FragmentKind, ParseError, Request, Special};
+use nc_protocol::resp::ParseError;
 use tokio::time::Instant;
 
-use crate::conn::replies::{flush_forward_errors, ClientShared, Fragments, NO_FRAGMENT};
+use crate::conn::replies::{flush_forward_errors, ClientShared, NO_FRAGMENT};
 use crate::conn::server::{Owner, ServerReq};
-use crate::errno::{errno_of, redis_error_reply};
+use crate::dialect::{Action, Split, Wire};
+use crate::errno::errno_of;
 use crate::io::chain::Sent;
 use crate::io::stream::Stream;
 use crate::log;
-use crate::pool::Pool;
-use crate::pool::PoolHandle;
+use crate::pool::{Pool, PoolHandle};
 
 /// Read buffer growth step, like one nutcracker mbuf.
 const READ_CHUNK: usize = 16 * 1024;
@@ -28,13 +28,6 @@ const MAX_OUTSTANDING: usize = 1 << 16;
 const MAX_READS_IN_A_ROW: usize = 16;
 /// The key that routes commands without one (COMMAND, LOLWUT).
 const PLACEHOLDER_KEY: &[u8] = b"placeholder";
-
-static PONG: Bytes = Bytes::from_static(b"+PONG\r\n");
-static OK: Bytes = Bytes::from_static(b"+OK\r\n");
-static NOAUTH: Bytes = Bytes::from_static(b"-NOAUTH Authentication required\r\n");
-static AUTH_NOT_SET: Bytes =
-    Bytes::from_static(b"-ERR Client sent AUTH, but no password is set\r\n");
-static AUTH_INVALID: Bytes = Bytes::from_static(b"-ERR invalid password\r\n");
 
 /// Why a client connection ends.
 enum End {
@@ -52,7 +45,12 @@ pub(crate) async fn serve(stream: Stream, handle: Rc<PoolHandle>) {
     stats.client_connections.incr();
     pool.conns.curr_connections.incr();
     pool.conns.total_connections.incr();
-    let shared = Rc::new(ClientShared::new(pool.limits, pool.client_output_limit));
+    let wire = pool.dialect.wire();
+    let shared = Rc::new(ClientShared::new(
+        wire,
+        pool.limits,
+        pool.client_output_limit,
+    ));
     let registration = pool.worker.register(&shared);
     let _open = crate::io::busy_poll::OpenClient::new();
     let mut client = Client {
@@ -66,7 +64,8 @@ pub(crate) async fn serve(stream: Stream, handle: Rc<PoolHandle>) {
         send_offset: 0,
         eof: false,
         quit: false,
-        authenticated: pool.config.redis_auth.is_none(),
+        authenticated: !pool.dialect.needs_auth(),
+        wire,
     };
     let end = poll_fn(|cx| client.poll(cx)).await;
     shared.close();
@@ -92,6 +91,9 @@ struct Client {
     eof: bool,
     quit: bool,
     authenticated: bool,
+    /// The protocol this client speaks (fixed at accept; a reload that
+    /// changes it applies to new clients).
+    wire: Wire,
 }
 
 impl Client {
@@ -166,13 +168,21 @@ impl Client {
     /// Parses and dispatches every complete request in the read buffer.
     fn parse_requests(&mut self) -> Result<(), End> {
         if self.handle.generation() != self.generation {
-            // A reload replaced the pool: route from now on with the new one.
+            // A reload replaced the pool: route from now on with the new one,
+            // unless it speaks another protocol than this client.
             self.generation = self.handle.generation();
-            self.pool = self.handle.current();
+            let next = self.handle.current();
+            if next.dialect.wire() == self.wire {
+                self.pool = next;
+            }
         }
         while !self.quit {
-            let request = match resp::parse_request(&self.rbuf, &self.pool.limits) {
-                Ok(request) => request,
+            let parsed = match self
+                .pool
+                .dialect
+                .parse_request(&self.rbuf, &self.pool.limits)
+            {
+                Ok(parsed) => parsed,
                 Err(ParseError::Incomplete) => return Ok(()),
                 Err(err) => {
                     log::error(format_args!(
@@ -182,52 +192,46 @@ impl Client {
                     return Err(End::Error);
                 }
             };
-            let bytes = self.rbuf.split_to(request.len).freeze();
-            self.dispatch(&request, bytes)?;
+            let bytes = self.rbuf.split_to(parsed.len).freeze();
+            self.dispatch(parsed.action, bytes)?;
         }
         // Everything after QUIT is ignored.
         self.rbuf.clear();
         Ok(())
     }
 
-    fn dispatch(&mut self, request: &Request, bytes: Bytes) -> Result<(), End> {
-        let command = request.command;
-        match command.special {
-            Special::Quit => {
+    fn dispatch(&mut self, action: Action, bytes: Bytes) -> Result<(), End> {
+        let key = match action {
+            Action::Quit => {
                 self.quit = true;
                 return Ok(());
             }
-            Special::Auth => {
-                self.auth(&bytes[request.key.clone()]);
+            Action::Auth { password } => {
+                let (reply, authenticated) = self.pool.dialect.auth(&bytes[password]);
+                if let Some(authenticated) = authenticated {
+                    self.authenticated = authenticated;
+                }
+                self.shared.push_ready(reply);
                 return Ok(());
             }
             _ if !self.authenticated => {
-                self.shared.push_ready(NOAUTH.clone());
+                self.shared.push_ready(self.pool.dialect.noauth_reply());
                 return Ok(());
             }
-            Special::Ping => {
-                self.shared.push_ready(PONG.clone());
+            Action::Local(reply) => {
+                self.shared.push_ready(reply);
                 return Ok(());
             }
-            Special::Close => {
-                log::error(format_args!(
-                    "parsed unsupported command '{}'",
-                    command.name
-                ));
+            Action::Unsupported(name) => {
+                log::error(format_args!("parsed unsupported command '{name}'"));
                 return Err(End::Error);
             }
-            _ => {}
-        }
-        if request.nkeys > 1 {
-            if let Some(kind) = command.fragment_kind() {
-                self.fragment(request, &bytes, kind);
+            Action::Split(split) => {
+                self.split(&split, &bytes);
                 return Ok(());
             }
-        }
-        let key = if command.special == Special::Placeholder {
-            PLACEHOLDER_KEY
-        } else {
-            &bytes[request.key.clone()]
+            Action::ForwardPlaceholder => PLACEHOLDER_KEY,
+            Action::Forward { key } => &bytes[key],
         };
         match self.pool.route(key) {
             Some(server) => {
@@ -236,7 +240,7 @@ impl Client {
             }
             None => self
                 .shared
-                .push_ready(redis_error_reply(libc::ECONNREFUSED)),
+                .push_ready(self.wire.error_reply(libc::ECONNREFUSED)),
         }
         Ok(())
     }
@@ -255,60 +259,21 @@ impl Client {
         });
     }
 
-    /// AUTH is answered locally against `redis_auth`.
-    fn auth(&mut self, password: &[u8]) {
-        let reply = match &self.pool.config.redis_auth {
-            None => AUTH_NOT_SET.clone(),
-            Some(expected) if expected.as_bytes() == password => {
-                self.authenticated = true;
-                OK.clone()
-            }
-            Some(_) => {
-                self.authenticated = false;
-                AUTH_INVALID.clone()
-            }
+    /// Splits a multi-key request into one request per server and queues
+    /// one reply slot that merges theirs.
+    fn split(&mut self, split: &Split, bytes: &Bytes) {
+        let pool = &self.pool;
+        let Some(request) = self.wire.split(split, bytes, |key| pool.route(key)) else {
+            self.shared
+                .push_ready(self.wire.error_reply(libc::ECONNREFUSED));
+            return;
         };
-        self.shared.push_ready(reply);
-    }
-
-    /// Splits a multi-key request into one request per server, keys in
-    /// their original order (nutcracker's redis_fragment).
-    fn fragment(&mut self, request: &Request, bytes: &Bytes, kind: FragmentKind) {
-        let step = if kind == FragmentKind::Mset { 2 } else { 1 };
-        let args: Vec<std::ops::Range<usize>> = request.args(bytes).collect();
-        // (server, argument spans) per fragment, in order of first use.
-        let mut frags: Vec<(usize, Vec<std::ops::Range<usize>>)> = Vec::new();
-        let mut key_order = Vec::with_capacity(request.nkeys);
-        for group in args.chunks(step) {
-            let Some(server) = self.pool.route(&bytes[group[0].clone()]) else {
-                self.shared
-                    .push_ready(redis_error_reply(libc::ECONNREFUSED));
-                return;
-            };
-            let frag = match frags.iter().position(|(s, _)| *s == server) {
-                Some(i) => i,
-                None => {
-                    frags.push((server, Vec::new()));
-                    frags.len() - 1
-                }
-            };
-            let keys = &mut frags[frag].1;
-            key_order.push((frag as u32, (keys.len() / step) as u32));
-            keys.extend(group.iter().cloned());
-        }
-        let state = Fragments::new(kind, frags.len(), key_order);
+        let nfrags = request.fragments.len() as u32;
         let seq = self
             .shared
-            .push_pending(frags.len() as u32, Some(Box::new(state)));
-        for (i, (server, spans)) in frags.into_iter().enumerate() {
-            let mut out =
-                BytesMut::with_capacity(spans.iter().map(|s| s.len() + 16).sum::<usize>() + 16);
-            resp::encode_command(
-                &mut out,
-                request.command.name.as_bytes(),
-                spans.iter().map(|s| &bytes[s.clone()]),
-            );
-            self.forward(server, out.freeze(), seq, i as u32);
+            .push_pending(nfrags, Some(Box::new(request.state)));
+        for (i, (server, data)) in request.fragments.into_iter().enumerate() {
+            self.forward(server, data, seq, i as u32);
         }
     }
 

@@ -5,13 +5,12 @@
 
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
-use std::ops::Range;
 
-use bytes::{BufMut, Bytes, BytesMut};
-use nc_protocol::resp::{self, ArrayElements, FragmentKind, ReplyKind};
+use bytes::Bytes;
 use nc_protocol::Limits;
 
-use crate::errno::{redis_error_reply, Errno};
+use crate::dialect::{Fragments, Wire};
+use crate::errno::Errno;
 use crate::io::chain::SendQueue;
 use crate::io::wake::TaskWaker;
 use crate::stats::PoolStats;
@@ -32,28 +31,6 @@ pub(crate) struct Slot {
     close_after: bool,
 }
 
-/// The replies of one fragmented request.
-pub(crate) struct Fragments {
-    kind: FragmentKind,
-    /// Per fragment: its reply, once in.
-    replies: Vec<Option<Bytes>>,
-    /// MGET: for each key in request order, (fragment, position in it).
-    key_order: Vec<(u32, u32)>,
-    /// The first network-level error of any fragment.
-    errno: Option<Errno>,
-}
-
-impl Fragments {
-    pub(crate) fn new(kind: FragmentKind, nfrags: usize, key_order: Vec<(u32, u32)>) -> Fragments {
-        Fragments {
-            kind,
-            replies: vec![None; nfrags],
-            key_order,
-            errno: None,
-        }
-    }
-}
-
 pub(crate) struct ReplyQueue {
     head_seq: u64,
     slots: VecDeque<Slot>,
@@ -70,6 +47,7 @@ pub(crate) struct ReplyQueue {
 pub(crate) struct ClientShared {
     queue: RefCell<ReplyQueue>,
     pub(crate) waker: TaskWaker,
+    wire: Wire,
     limits: Limits,
     forward_errors: Cell<u64>,
 }
@@ -78,7 +56,7 @@ pub(crate) struct ClientShared {
 pub(crate) const NO_FRAGMENT: u32 = u32::MAX;
 
 impl ClientShared {
-    pub(crate) fn new(limits: Limits, output_limit: usize) -> ClientShared {
+    pub(crate) fn new(wire: Wire, limits: Limits, output_limit: usize) -> ClientShared {
         ClientShared {
             queue: RefCell::new(ReplyQueue {
                 head_seq: 0,
@@ -89,6 +67,7 @@ impl ClientShared {
                 close_now: false,
             }),
             waker: TaskWaker::default(),
+            wire,
             limits,
             forward_errors: Cell::new(0),
         }
@@ -164,11 +143,11 @@ impl ClientShared {
                 }
                 slot.pending = slot.pending.saturating_sub(1);
                 if slot.pending == 0 {
-                    let (bytes, close_after, error) = coalesce(frags, &self.limits);
-                    ready = bytes.len();
-                    slot.reply = SlotReply::Ready(bytes);
-                    slot.close_after = close_after;
-                    if error {
+                    let merged = self.wire.coalesce(frags, &self.limits);
+                    ready = merged.reply.len();
+                    slot.reply = SlotReply::Ready(merged.reply);
+                    slot.close_after = merged.close_after;
+                    if merged.synthesized_error {
                         self.forward_errors.set(self.forward_errors.get() + 1);
                     }
                 }
@@ -179,7 +158,7 @@ impl ClientShared {
                     Ok(bytes) => bytes,
                     Err(errno) => {
                         self.forward_errors.set(self.forward_errors.get() + 1);
-                        redis_error_reply(errno)
+                        self.wire.error_reply(errno)
                     }
                 };
                 ready = bytes.len();
@@ -242,78 +221,6 @@ impl SendQueue for ReplyQueue {
             }
         }
     }
-}
-
-/// nutcracker's pre/post coalesce: builds the client's reply from the
-/// fragments' replies. Returns the reply, whether to close the client after
-/// it, and whether it is a synthesized error.
-fn coalesce(frags: &Fragments, limits: &Limits) -> (Bytes, bool, bool) {
-    if let Some(errno) = frags.errno {
-        return (
-            redis_error_reply(errno),
-            frags.kind == FragmentKind::Mget,
-            true,
-        );
-    }
-    let invalid = || (redis_error_reply(libc::EINVAL), false, true);
-    let mut out = BytesMut::new();
-    match frags.kind {
-        FragmentKind::Mget => {
-            // Element spans of each fragment's array reply.
-            let mut elements: Vec<(Bytes, Vec<Range<usize>>)> =
-                Vec::with_capacity(frags.replies.len());
-            for reply in &frags.replies {
-                let Some(reply) = reply else { return invalid() };
-                let Ok(iter) = ArrayElements::new(reply, limits) else {
-                    return invalid();
-                };
-                elements.push((reply.clone(), iter.collect()));
-            }
-            out.reserve(
-                frags
-                    .replies
-                    .iter()
-                    .flatten()
-                    .map(Bytes::len)
-                    .sum::<usize>()
-                    + 16,
-            );
-            resp::encode_array_header(&mut out, frags.key_order.len());
-            for &(frag, pos) in &frags.key_order {
-                let (reply, spans) = &elements[frag as usize];
-                let Some(span) = spans.get(pos as usize) else {
-                    return invalid();
-                };
-                out.put_slice(&reply[span.clone()]);
-            }
-        }
-        FragmentKind::Sum => {
-            // nutcracker sums 32-bit values and prints the total as a signed
-            // int (`:%d`); only a misbehaving server gets near the wrap.
-            let mut sum: u32 = 0;
-            for reply in &frags.replies {
-                let Some(reply) = reply else { return invalid() };
-                match resp::parse_reply(reply, limits) {
-                    Ok(r) => match r.kind {
-                        ReplyKind::Integer(n) => sum = sum.wrapping_add(n),
-                        _ => return invalid(),
-                    },
-                    Err(_) => return invalid(),
-                }
-            }
-            resp::encode_integer(&mut out, i64::from(sum as i32));
-        }
-        FragmentKind::Mset => {
-            for reply in &frags.replies {
-                match reply.as_ref().map(|r| resp::parse_reply(r, limits)) {
-                    Some(Ok(r)) if r.kind == ReplyKind::Status => {}
-                    _ => return invalid(),
-                }
-            }
-            out.put_slice(b"+OK\r\n");
-        }
-    }
-    (out.freeze(), false, false)
 }
 
 /// Adds the forward errors a client counted to its pool's stats.

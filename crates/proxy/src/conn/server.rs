@@ -15,12 +15,13 @@ use std::task::{Context, Poll};
 
 use bytes::{Bytes, BytesMut};
 use nc_config::ServerAddr;
-use nc_protocol::resp::{self, ReplyKind, ReplyScanner};
+use nc_protocol::resp::ParseError;
 use nc_protocol::Limits;
 use tokio::net::{TcpStream, UnixStream};
 use tokio::time::{Instant, Sleep};
 
 use crate::conn::replies::ClientShared;
+use crate::dialect::{Dialect, ReplyClass, ReplyScanner};
 use crate::errno::{errno_of, Errno};
 use crate::io::chain::{SendOpts, SendQueue, Sent};
 use crate::io::stream::Stream;
@@ -67,8 +68,7 @@ pub(crate) struct ServerCtx {
     pub(crate) pool_name: String,
     pub(crate) name: String,
     pub(crate) addr: ServerAddr,
-    pub(crate) redis_auth: Option<String>,
-    pub(crate) redis_db: u32,
+    pub(crate) dialect: Rc<Dialect>,
     pub(crate) limits: Limits,
     pub(crate) send: SendOpts,
     pub(crate) pool_stats: Arc<crate::stats::PoolStats>,
@@ -232,7 +232,7 @@ async fn run(conn: Rc<ServerConn>) {
         stream,
         rbuf: BytesMut::with_capacity(READ_CHUNK),
         timer: None,
-        scanner: ReplyScanner::default(),
+        scanner: ctx.dialect.reply_scanner(),
     };
     let close = poll_fn(|cx| io.poll(cx, &conn)).await;
     let stats = ctx.stats();
@@ -257,38 +257,24 @@ async fn run(conn: Rc<ServerConn>) {
     crate::pool::health::server_failure(&ctx);
 }
 
-/// AUTH then SELECT at the head of the queue (nutcracker queues SELECT
-/// first, which fails with NOAUTH: its issue #491).
+/// The dialect's handshake (Redis: AUTH, then SELECT) at the head of the
+/// queue, before anything a client queued while the connection opened.
 fn push_handshake(conn: &ServerConn) {
     let ctx = &conn.ctx;
+    let handshake = ctx.dialect.handshake();
+    if handshake.is_empty() {
+        return;
+    }
     let mut q = conn.queues.borrow_mut();
-    if ctx.redis_db > 0 {
-        let mut cmd = BytesMut::new();
-        let db = ctx.redis_db.to_string();
-        resp::encode_command(&mut cmd, b"SELECT", [db.as_bytes()].into_iter());
-        q.inq.push_front(ServerReq {
-            data: cmd.freeze(),
-            owner: Owner::Internal("SELECT"),
-            deadline: None,
-        });
-    }
-    if let Some(password) = &ctx.redis_auth {
-        let mut cmd = BytesMut::new();
-        resp::encode_command(&mut cmd, b"AUTH", [password.as_bytes()].into_iter());
-        q.inq.push_front(ServerReq {
-            data: cmd.freeze(),
-            owner: Owner::Internal("AUTH"),
-            deadline: None,
-        });
-    }
     let stats = ctx.stats();
-    for req in q
-        .inq
-        .iter()
-        .take_while(|r| matches!(r.owner, Owner::Internal(_)))
-    {
+    for request in handshake.into_iter().rev() {
         stats.in_queue.incr();
-        stats.in_queue_bytes.add(req.data.len() as u64);
+        stats.in_queue_bytes.add(request.data.len() as u64);
+        q.inq.push_front(ServerReq {
+            data: request.data,
+            owner: Owner::Internal(request.what),
+            deadline: None,
+        });
     }
 }
 
@@ -426,7 +412,7 @@ impl ServerIo {
         loop {
             let reply = match self.scanner.scan(&self.rbuf, &ctx.limits) {
                 Ok(reply) => reply,
-                Err(resp::ParseError::Incomplete) => return Ok(()),
+                Err(ParseError::Incomplete) => return Ok(()),
                 Err(_) => {
                     log::error(format_args!(
                         "parsed bad rsp from server '{}' in pool '{}'",
@@ -435,7 +421,7 @@ impl ServerIo {
                     return Err(Close::Error(libc::EINVAL));
                 }
             };
-            if reply.kind == ReplyKind::Error && is_transient_failure(&self.rbuf[..reply.len]) {
+            if reply.class == ReplyClass::TransientFailure {
                 // nutcracker's redis_failure: close the connection, fail everything.
                 return Err(Close::Error(libc::EINVAL));
             }
@@ -459,7 +445,7 @@ impl ServerIo {
                     client.deliver(seq, frag, Ok(bytes));
                 }
                 Owner::Internal(what) => {
-                    if reply.kind == ReplyKind::Error {
+                    if reply.class != ReplyClass::Ok {
                         let msg = String::from_utf8_lossy(&bytes[..bytes.len().saturating_sub(2)]);
                         log::error(format_args!(
                             "{what} failed on {} | {}: {msg}",
@@ -503,47 +489,6 @@ impl ServerIo {
                     timer.as_mut().reset(deadline);
                 }
             }
-        }
-    }
-}
-
-/// `-OOM`, `-BUSY` and `-LOADING` (nutcracker's redis_failure). nutcracker
-/// types an error by its whole first word, so `-BUSYKEY` (RESTORE onto an
-/// existing key) or `-OOMx` is an ordinary error that is passed through.
-fn is_transient_failure(reply: &[u8]) -> bool {
-    let word_end = reply
-        .iter()
-        .position(|&c| c == b' ' || c == b'\r')
-        .unwrap_or(reply.len());
-    matches!(&reply[..word_end], b"-OOM" | b"-BUSY" | b"-LOADING")
-}
-
-#[cfg(test)]
-mod tests {
-    use super::is_transient_failure;
-
-    #[test]
-    fn transient_failures_are_matched_by_their_whole_first_word() {
-        // Observed against nutcracker 0.5.0 with a canned-reply backend.
-        for failure in [
-            &b"-OOM command not allowed when used memory > 'maxmemory'.\r\n"[..],
-            b"-OOM\r\n",
-            b"-BUSY Redis is busy running a script.\r\n",
-            b"-BUSY\r\n",
-            b"-LOADING Redis is loading the dataset in memory\r\n",
-            b"-LOADING\r\n",
-        ] {
-            assert!(is_transient_failure(failure), "{failure:?}");
-        }
-        for passed_through in [
-            &b"-BUSYKEY Target key name already exists.\r\n"[..],
-            b"-BUSYGROUP Consumer Group name already exists\r\n",
-            b"-OOMx y\r\n",
-            b"-LOADINGX\r\n",
-            b"-busy lower case\r\n",
-            b"-ERR BUSY\r\n",
-        ] {
-            assert!(!is_transient_failure(passed_through), "{passed_through:?}");
         }
     }
 }

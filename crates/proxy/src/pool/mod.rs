@@ -17,6 +17,7 @@ use nc_protocol::Limits;
 
 use crate::conn::server::{ServerConn, ServerCtx};
 use crate::conn::WorkerCtx;
+use crate::dialect::Dialect;
 use crate::io::chain::SendOpts;
 use crate::stats::{PoolStats, WorkerStats};
 use health::PoolShared;
@@ -31,6 +32,8 @@ pub(crate) struct ServerSlot {
 
 pub(crate) struct Pool {
     pub(crate) config: Arc<nc_config::Pool>,
+    /// The pool's protocol: how requests are parsed, split and answered.
+    pub(crate) dialect: Rc<Dialect>,
     pub(crate) limits: Limits,
     pub(crate) send: SendOpts,
     pub(crate) timeout: Option<Duration>,
@@ -54,6 +57,7 @@ impl Pool {
         worker: Rc<WorkerCtx>,
     ) -> Pool {
         let send = SendOpts::from_pool(&config);
+        let dialect = Rc::new(Dialect::for_pool(&config));
         let router = Router::new(config.clone(), shared.clone());
         let ejection = router.ejection.clone();
         let servers = config
@@ -65,8 +69,7 @@ impl Pool {
                     pool_name: config.name.clone(),
                     name: server.name.clone(),
                     addr: server.addr.clone(),
-                    redis_auth: config.redis_auth.clone(),
-                    redis_db: config.redis_db,
+                    dialect: dialect.clone(),
                     limits,
                     send,
                     pool_stats: stats.clone(),
@@ -83,6 +86,7 @@ impl Pool {
             timeout: config.timeout_ms.map(Duration::from_millis),
             client_output_limit: config.client_output_limit,
             config,
+            dialect,
             limits,
             send,
             stats,

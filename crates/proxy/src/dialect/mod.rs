@@ -1,0 +1,243 @@
+//! The protocol seam: everything the proxy core needs to know about a wire
+//! format, behind one per-pool value. The client, server and reply queue
+//! call the dialect to parse a request into a protocol-neutral [`Action`],
+//! split and coalesce multi-key requests, scan and classify replies, build
+//! error replies and the connect-time handshake; they match nothing of the
+//! wire format themselves. `redis` is RESP2 as nutcracker speaks it.
+//!
+//! One `match` per call picks the protocol (pingora's `enum Session`
+//! pattern): no trait objects, and a reload may switch a pool's protocol.
+
+pub(crate) mod redis;
+
+use std::ops::Range;
+
+use bytes::Bytes;
+use nc_protocol::resp::ParseError;
+use nc_protocol::Limits;
+
+use crate::errno::Errno;
+
+/// A pool's protocol and its per-pool settings.
+pub(crate) enum Dialect {
+    Redis(redis::Redis),
+}
+
+/// Which protocol, without settings: what a client's reply queue needs to
+/// build error replies and coalesce fragments.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Wire {
+    Redis,
+}
+
+/// One complete request at the head of a client's buffer, and what to do
+/// with it. Ranges index the request's own bytes.
+pub(crate) struct Parsed {
+    pub(crate) len: usize,
+    pub(crate) action: Action,
+}
+
+/// What the client does with a request, whatever the protocol.
+pub(crate) enum Action {
+    /// Forward as received to the server of `key`; one reply.
+    Forward { key: Range<usize> },
+    /// Forward to the server of the pool's placeholder key (commands with no
+    /// key, such as COMMAND or LOLWUT).
+    ForwardPlaceholder,
+    /// Split per server and merge the replies (multi-key requests).
+    Split(Split),
+    /// A password check answered locally (Redis AUTH).
+    Auth { password: Range<usize> },
+    /// Answered locally with this reply (PING).
+    Local(Bytes),
+    /// No reply; the connection closes once earlier replies are out.
+    Quit,
+    /// Parsed but not proxied: the connection is closed (nutcracker's
+    /// behaviour for unsupported commands).
+    Unsupported(&'static str),
+}
+
+/// A request to split per server: its keys (or key/value groups) and how
+/// their replies merge.
+pub(crate) struct Split {
+    pub(crate) kind: FragmentKind,
+    /// The command name re-emitted in each fragment.
+    pub(crate) name: &'static str,
+    /// Where the arguments start in the request's bytes.
+    pub(crate) args_start: usize,
+    pub(crate) nkeys: usize,
+}
+
+/// How the fragments of one request merge into the client's reply.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum FragmentKind {
+    /// Redis MGET: arrays merged back into key order.
+    Mget,
+    /// Redis DEL, UNLINK, TOUCH: integers summed.
+    Sum,
+    /// Redis MSET: status replies dropped, one `+OK`.
+    Mset,
+}
+
+/// The per-fragment state the reply queue keeps for one split request.
+pub(crate) struct Fragments {
+    pub(crate) kind: FragmentKind,
+    /// Per fragment: its reply, once in.
+    pub(crate) replies: Vec<Option<Bytes>>,
+    /// For each key in request order: (fragment, position in it).
+    pub(crate) key_order: Vec<(u32, u32)>,
+    /// The first network-level error of any fragment.
+    pub(crate) errno: Option<Errno>,
+}
+
+impl Fragments {
+    pub(crate) fn new(kind: FragmentKind, nfrags: usize, key_order: Vec<(u32, u32)>) -> Fragments {
+        Fragments {
+            kind,
+            replies: vec![None; nfrags],
+            key_order,
+            errno: None,
+        }
+    }
+}
+
+/// The client's reply to a split request, built from its fragments.
+pub(crate) struct Coalesced {
+    pub(crate) reply: Bytes,
+    /// Close the client after this reply (nutcracker's post_coalesce).
+    pub(crate) close_after: bool,
+    /// The reply is an error the proxy made (counts as `forward_error`).
+    pub(crate) synthesized_error: bool,
+}
+
+/// What a server's reply is, as far as the connection cares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ReplyClass {
+    Ok,
+    Error,
+    /// The server is failing (Redis -OOM, -BUSY, -LOADING): nutcracker
+    /// closes the connection and fails everything queued on it.
+    TransientFailure,
+}
+
+/// One complete reply at the head of a server's buffer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ScannedReply {
+    pub(crate) len: usize,
+    pub(crate) class: ReplyClass,
+}
+
+/// A server connection's reply scanner, resumable across reads.
+pub(crate) enum ReplyScanner {
+    Resp(nc_protocol::resp::ReplyScanner),
+}
+
+impl ReplyScanner {
+    /// The next complete reply in `buf`, or `Incomplete`.
+    #[inline]
+    pub(crate) fn scan(&mut self, buf: &[u8], limits: &Limits) -> Result<ScannedReply, ParseError> {
+        match self {
+            ReplyScanner::Resp(scanner) => redis::scan_reply(scanner, buf, limits),
+        }
+    }
+}
+
+/// A request the proxy itself sends on connect, and what to call it in logs.
+pub(crate) struct HandshakeRequest {
+    pub(crate) data: Bytes,
+    pub(crate) what: &'static str,
+}
+
+impl Dialect {
+    /// The dialect of a pool.
+    pub(crate) fn for_pool(pool: &nc_config::Pool) -> Dialect {
+        Dialect::Redis(redis::Redis::for_pool(pool))
+    }
+
+    pub(crate) fn wire(&self) -> Wire {
+        match self {
+            Dialect::Redis(_) => Wire::Redis,
+        }
+    }
+
+    /// Parses the request at the head of `buf`.
+    #[inline]
+    pub(crate) fn parse_request(&self, buf: &[u8], limits: &Limits) -> Result<Parsed, ParseError> {
+        match self {
+            Dialect::Redis(_) => redis::parse_request(buf, limits),
+        }
+    }
+
+    /// Whether a new client must authenticate before anything is forwarded.
+    pub(crate) fn needs_auth(&self) -> bool {
+        match self {
+            Dialect::Redis(redis) => redis.auth.is_some(),
+        }
+    }
+
+    /// Checks a client's password; returns the reply and whether the
+    /// client is now authenticated (None: as before).
+    pub(crate) fn auth(&self, password: &[u8]) -> (Bytes, Option<bool>) {
+        match self {
+            Dialect::Redis(redis) => redis.auth(password),
+        }
+    }
+
+    /// The reply to anything but AUTH or QUIT before authentication.
+    pub(crate) fn noauth_reply(&self) -> Bytes {
+        match self {
+            Dialect::Redis(_) => redis::NOAUTH.clone(),
+        }
+    }
+
+    /// A fresh reply scanner for a server connection.
+    pub(crate) fn reply_scanner(&self) -> ReplyScanner {
+        match self {
+            Dialect::Redis(_) => ReplyScanner::Resp(Default::default()),
+        }
+    }
+
+    /// What a server connection sends first (Redis: AUTH, then SELECT).
+    pub(crate) fn handshake(&self) -> Vec<HandshakeRequest> {
+        match self {
+            Dialect::Redis(redis) => redis.handshake(),
+        }
+    }
+}
+
+impl Wire {
+    /// The reply for a request that failed with `errno` (nutcracker's
+    /// msg_get_error).
+    pub(crate) fn error_reply(self, errno: Errno) -> Bytes {
+        match self {
+            Wire::Redis => crate::errno::redis_error_reply(errno),
+        }
+    }
+
+    /// Splits `bytes` (one request) per server. `route` gives a key's
+    /// server, or None when no server is live (then nothing is split).
+    pub(crate) fn split(
+        self,
+        split: &Split,
+        bytes: &Bytes,
+        route: impl FnMut(&[u8]) -> Option<usize>,
+    ) -> Option<SplitRequest> {
+        match self {
+            Wire::Redis => redis::split(split, bytes, route),
+        }
+    }
+
+    /// Merges the fragments' replies into the client's reply.
+    pub(crate) fn coalesce(self, frags: &Fragments, limits: &Limits) -> Coalesced {
+        match self {
+            Wire::Redis => redis::coalesce(frags, limits),
+        }
+    }
+}
+
+/// A request split per server: the fragments in order of first use, and
+/// the state their replies are merged with.
+pub(crate) struct SplitRequest {
+    pub(crate) fragments: Vec<(usize, Bytes)>,
+    pub(crate) state: Fragments,
+}
