@@ -16,37 +16,8 @@ pub use encode::{encode_array_header, encode_bulk, encode_command, encode_intege
 pub use reply::{parse_reply, ArrayElements, Reply, ReplyKind, ReplyScanner};
 pub use request::{parse_request, ArgIter, Request};
 
-use thiserror::Error;
-
-/// Why a buffer is not (yet) one valid message.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
-#[non_exhaustive]
-pub enum ParseError {
-    /// The bytes so far are a valid prefix: read more and parse again.
-    #[error("incomplete message")]
-    Incomplete,
-    /// A byte that the grammar does not allow here.
-    #[error("protocol error: {0}")]
-    Protocol(&'static str),
-    /// A request whose command nutcracker does not support.
-    #[error("unsupported command")]
-    UnsupportedCommand,
-    /// A supported command with an argument count nutcracker rejects.
-    #[error("wrong number of arguments")]
-    Arity,
-    /// A key at or above `Limits::max_key_len`.
-    #[error("key too long")]
-    KeyTooLong,
-    /// A bulk length above `Limits::max_bulk_len`.
-    #[error("bulk string too long")]
-    BulkTooLong,
-    /// An array length above `Limits::max_array_len`.
-    #[error("array too long")]
-    ArrayTooLong,
-    /// Reply arrays nested deeper than `Limits::max_depth`.
-    #[error("arrays nested too deep")]
-    TooDeep,
-}
+/// Re-exported from the crate root, where it is shared with `memcache`.
+pub use crate::error::ParseError;
 
 /// Reads a decimal line terminated by CRLF starting at `pos`, digits only,
 /// as nutcracker's `isdigit` loops do (no sign, leading zeros fine).
