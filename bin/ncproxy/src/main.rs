@@ -95,6 +95,9 @@ fn run(opts: &Options) -> ExitCode {
             .map(|port| (opts.stats_addr.clone(), port)),
         busy_poll: std::time::Duration::from_micros(u64::from(opts.busy_poll_us)),
     };
+    if let Err(err) = log::log_fatal_signals() {
+        log::error(format_args!("signal setup failed: {}", os_text(&err)));
+    }
     let signals = match Signals::install() {
         Ok(signals) => signals,
         Err(err) => {

@@ -467,16 +467,21 @@ fn daemonize_detaches_and_writes_the_pid_file() {
 }
 
 #[test]
-fn memcached_pools_are_refused_until_supported() {
+fn memcached_pool_config_runs_as_nutcracker_runs_it() {
+    // A `redis: false` pool (nutcracker's default): -t accepts it, and the
+    // binary serves memcached clients on it, with memcached's own replies.
+    let backend = nc_harness::Memcached::start().unwrap();
     let dir = tempfile::tempdir().unwrap();
     let conf = dir.path().join("mc.yml");
     let port = free_port().unwrap();
     std::fs::write(
         &conf,
-        format!("mc:\n  listen: 127.0.0.1:{port}\n  servers:\n   - 127.0.0.1:11211:1\n"),
+        format!(
+            "mc:\n  listen: 127.0.0.1:{port}\n  servers:\n   - 127.0.0.1:{}:1\n",
+            backend.port()
+        ),
     )
     .unwrap();
-    // A valid nutcracker config: -t accepts it.
     let test = Command::new(ncproxy_bin())
         .args(["-t", "-c", conf.to_str().unwrap()])
         .output()
@@ -486,30 +491,87 @@ fn memcached_pools_are_refused_until_supported() {
         "{}",
         String::from_utf8_lossy(&test.stderr)
     );
-    // Running it is refused before anything listens, with a clear reason.
-    let stats = free_port().unwrap().to_string();
-    let run = Command::new(ncproxy_bin())
+    let stats = free_port().unwrap();
+    let mut proxy = Command::new(ncproxy_bin())
         .args([
             "-c",
             conf.to_str().unwrap(),
             "-s",
-            &stats,
+            &stats.to_string(),
             "-a",
             "127.0.0.1",
         ])
         .stdin(Stdio::null())
-        .output()
+        .stderr(Stdio::piped())
+        .spawn()
         .unwrap();
-    assert_eq!(run.status.code(), Some(1));
-    let stderr = String::from_utf8_lossy(&run.stderr);
-    assert!(
-        stderr.contains("pool 'mc' is a memcached pool (redis: false)"),
-        "{stderr}"
+    let mut conn = connect_with_retry(port);
+    conn.send(b"set k 0 0 2\r\nhi\r\nget k nokey\r\n").unwrap();
+    let got = conn.read_exact_bytes(30, Duration::from_secs(5));
+    let _ = proxy.kill();
+    let _ = proxy.wait();
+    assert_eq!(
+        String::from_utf8_lossy(&got.unwrap()),
+        "STORED\r\nVALUE k 0 2\r\nhi\r\nEND\r\n"
     );
-    assert!(
-        TcpStream::connect(("127.0.0.1", port)).is_err(),
-        "nothing listens"
-    );
+}
+
+#[test]
+fn fatal_signals_are_logged_as_nutcracker_logs_them() {
+    use std::os::unix::process::ExitStatusExt;
+    for (signal, number, name) in [
+        ("SEGV", 11, "SIGSEGV"),
+        ("BUS", 7, "SIGBUS"),
+        ("ABRT", 6, "SIGABRT"),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let conf = dir.path().join("mc.yml");
+        let port = free_port().unwrap();
+        std::fs::write(
+            &conf,
+            format!("mc:\n  listen: 127.0.0.1:{port}\n  servers:\n   - 127.0.0.1:1:1\n"),
+        )
+        .unwrap();
+        let log = dir.path().join("log");
+        let stats = free_port().unwrap().to_string();
+        // No core file: the default action still runs, but writes nothing.
+        let mut proxy = Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "ulimit -c 0; exec {} -c {} -s {stats} -a 127.0.0.1 -o {}",
+                ncproxy_bin().display(),
+                conf.display(),
+                log.display()
+            ))
+            .stdin(Stdio::null())
+            .spawn()
+            .unwrap();
+        drop(connect_with_retry(port));
+        let _ = Command::new("kill")
+            .args([&format!("-{signal}"), &proxy.id().to_string()])
+            .status();
+        let status = proxy.wait().unwrap();
+        assert_eq!(
+            status.signal(),
+            Some(number),
+            "{name}: killed by the signal itself"
+        );
+        let text = read(&log);
+        let wanted = format!("] signal {number} ({name}) received, core dumping\n");
+        assert!(text.contains(&wanted), "{name}: log was:\n{text}");
+    }
+}
+
+/// A raw connection to a proxy that is still starting.
+fn connect_with_retry(port: u16) -> RawConn {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match RawConn::connect(("127.0.0.1", port)) {
+            Ok(conn) => return conn,
+            Err(e) if Instant::now() > deadline => panic!("proxy never listened: {e}"),
+            Err(_) => sleep(Duration::from_millis(20)),
+        }
+    }
 }
 
 /// utime + stime of a process, in clock ticks (fields 14 and 15 of

@@ -57,6 +57,7 @@
 
 pub mod conf;
 pub mod error;
+pub mod memcache;
 pub mod port;
 pub mod process;
 pub mod raw;

@@ -1,4 +1,5 @@
-//! ncproxy: a twemproxy (nutcracker 0.5.0) compatible proxy for Redis pools.
+//! ncproxy: a twemproxy (nutcracker 0.5.0) compatible proxy for Redis and
+//! memcached pools.
 //!
 //! Layout, top to bottom (each layer uses only the ones below it):
 //! - [`start`] binds every listener, starts the workers and the stats server,
@@ -10,6 +11,8 @@
 //! - `pool`: one pool as a worker sees it: `router` (hash + continuum),
 //!   `health` (failure counts, ejections and client counts shared by the
 //!   workers), and the server connection slots.
+//! - `dialect`: the protocol seam (Redis, memcache): parsing, splitting,
+//!   coalescing, reply classes, error replies, handshakes.
 //! - `conn`: the connection tasks: `client`, `server`, and `replies` (a
 //!   client's in-order reply queue and fragment coalescing).
 //! - `io`: the send chain (twemproxy's `msg_send_chain`), streams and their
@@ -88,10 +91,6 @@ pub enum StartError {
     PrometheusBind { addr: String, err: std::io::Error },
     #[error("failed to start a worker thread: {0}")]
     Thread(std::io::Error),
-    #[error(
-        "pool '{0}' is a memcached pool (redis: false); ncproxy proxies Redis pools only so far"
-    )]
-    MemcachedPool(String),
 }
 
 fn strip_os_error(err: &std::io::Error) -> String {
@@ -159,7 +158,6 @@ impl RunningProxy {
     /// listen address is new gets a new listener. If a new listener cannot
     /// be bound, nothing changes and the error is returned.
     pub fn reload(&mut self, config: Config) -> Result<ReloadSummary, StartError> {
-        refuse_memcached(&config)?;
         let config = Arc::new(config);
         let workers = self.messages.len();
         let old = &self.config;
@@ -223,11 +221,11 @@ impl RunningProxy {
                     shared.push(self.shared[i].clone());
                 }
                 None => {
-                    layout_pools.push(
+                    layout_pools.push(Arc::new(
                         (0..workers)
                             .map(|_| Arc::new(PoolStats::for_pool(pool)))
                             .collect(),
-                    );
+                    ));
                     shared.push(Arc::new(pool::health::PoolShared::new(pool)));
                 }
             }
@@ -240,6 +238,7 @@ impl RunningProxy {
                     keep: keeps[index],
                     listener,
                     stats: layout_pools[index][w].clone(),
+                    all_stats: layout_pools[index].clone(),
                     shared: shared[index].clone(),
                 })
                 .collect();
@@ -332,7 +331,7 @@ pub fn daemonize() -> std::io::Result<()> {
 /// Binds everything and starts the workers. Returns once every listener is
 /// bound, so a bind failure is reported before anything serves.
 pub fn start(config: Config, opts: RunOptions) -> Result<RunningProxy, StartError> {
-    refuse_memcached(&config)?;
+    std::sync::LazyLock::force(&stats_server::PROCESS_START);
     let config = Arc::new(config);
     let workers = match opts.workers {
         0 => std::thread::available_parallelism()
@@ -373,13 +372,15 @@ pub fn start(config: Config, opts: RunOptions) -> Result<RunningProxy, StartErro
     let worker_stats: Vec<Arc<WorkerStats>> = (0..workers)
         .map(|_| Arc::new(WorkerStats::default()))
         .collect();
-    let pool_stats: Vec<Vec<Arc<PoolStats>>> = config
+    let pool_stats: Vec<Arc<Vec<Arc<PoolStats>>>> = config
         .pools
         .iter()
         .map(|pool| {
-            (0..workers)
-                .map(|_| Arc::new(PoolStats::for_pool(pool)))
-                .collect()
+            Arc::new(
+                (0..workers)
+                    .map(|_| Arc::new(PoolStats::for_pool(pool)))
+                    .collect(),
+            )
         })
         .collect();
     let shared: Vec<Arc<pool::health::PoolShared>> = config
@@ -400,6 +401,7 @@ pub fn start(config: Config, opts: RunOptions) -> Result<RunningProxy, StartErro
                 keep: None,
                 listener: Err(listener),
                 stats: pool_stats[index][w].clone(),
+                all_stats: pool_stats[index].clone(),
                 shared: shared[index].clone(),
             })
             .collect();
@@ -457,15 +459,6 @@ pub fn start(config: Config, opts: RunOptions) -> Result<RunningProxy, StartErro
         stats_local_addr,
         prometheus_local_addr,
     })
-}
-
-/// memcached ASCII is not implemented yet: refuse such a pool before
-/// binding rather than answer memcached clients in RESP.
-fn refuse_memcached(config: &Config) -> Result<(), StartError> {
-    match config.pools.iter().find(|p| !p.redis) {
-        Some(pool) => Err(StartError::MemcachedPool(pool.name.clone())),
-        None => Ok(()),
-    }
 }
 
 fn bind_stats(host: &str, port: u16) -> std::io::Result<TcpListener> {

@@ -19,7 +19,7 @@ use crate::stats::{Field, Kind, PoolStats, ServerStats, WorkerStats, POOL_FIELDS
 pub(crate) struct StatsLayout {
     pub(crate) config: Arc<Config>,
     /// `[pool][worker]`.
-    pub(crate) pools: Vec<Vec<Arc<PoolStats>>>,
+    pub(crate) pools: Vec<Arc<Vec<Arc<PoolStats>>>>,
 }
 
 /// What the JSON is built from.
@@ -288,4 +288,45 @@ async fn serve_http(mut stream: tokio::net::TcpStream, source: Arc<StatsSource>)
     };
     let _ = stream.write_all(response.as_bytes()).await;
     let _ = stream.shutdown().await;
+}
+
+/// When the proxy started (forced by `start`), for memcache `stats` uptime.
+pub(crate) static PROCESS_START: std::sync::LazyLock<Instant> =
+    std::sync::LazyLock::new(Instant::now);
+
+/// The memcache `stats` reply: memcached's `STAT name value` lines with the
+/// process fields memcached leads with, then the pool's counters summed
+/// over every worker, then each server's as `<server>:<field>`, then `END`.
+pub(crate) fn memcache_stats(pool: &nc_config::Pool, all: &[Arc<PoolStats>]) -> bytes::Bytes {
+    let mut out = String::with_capacity(2048);
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let _ = write!(out, "STAT pid {}\r\n", std::process::id());
+    let _ = write!(out, "STAT uptime {}\r\n", PROCESS_START.elapsed().as_secs());
+    let _ = write!(out, "STAT time {now}\r\n");
+    let _ = write!(
+        out,
+        "STAT version ncproxy-{}\r\n",
+        env!("CARGO_PKG_VERSION")
+    );
+    let _ = write!(out, "STAT pool {}\r\n", pool.name);
+    for field in &POOL_FIELDS {
+        let value = combine(field.kind, all.iter().map(|s| (field.get)(s)));
+        let _ = write!(out, "STAT {} {value}\r\n", field.name);
+    }
+    for (i, server) in pool.servers.iter().enumerate() {
+        for field in &SERVER_FIELDS {
+            let value = combine(
+                field.kind,
+                all.iter()
+                    .filter_map(|s| s.servers.get(i))
+                    .map(|s| (field.get)(s)),
+            );
+            let _ = write!(out, "STAT {}:{} {value}\r\n", server.name, field.name);
+        }
+    }
+    out.push_str("END\r\n");
+    bytes::Bytes::from(out)
 }

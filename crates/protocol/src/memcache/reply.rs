@@ -12,7 +12,7 @@
 //!   CR LF. One reply is all the `VALUE` blocks and the `END` after them.
 //!
 //! Added for ncproxy: `OK` (spaces, CRLF) and the meta replies `HD NF NS EX
-//! ME` (free text to CRLF), `EN MN` (spaces, CRLF) and `VA <size> [flags]`
+//! ME EN` (free text to CRLF: flags), `MN` (spaces, CRLF) and `VA <size> [flags]`
 //! with its data block.
 //!
 //! One difference: after `VALUE` blocks nutcracker takes any status word as
@@ -151,7 +151,8 @@ const WORDS: [(&[u8], ReplyKind, Rest, bool); 21] = [
     (b"OK", ReplyKind::Ok, Rest::Spaces, false),
     (b"HD", ReplyKind::MetaHd, Rest::Text, false),
     (b"VA", ReplyKind::MetaVa, Rest::Va, false),
-    (b"EN", ReplyKind::MetaEn, Rest::Spaces, false),
+    // memcached 1.6 echoes the O and k flags on a miss too (`EN O9 kkey`).
+    (b"EN", ReplyKind::MetaEn, Rest::Text, false),
     (b"NF", ReplyKind::MetaNf, Rest::Text, false),
     (b"NS", ReplyKind::MetaNs, Rest::Text, false),
     (b"EX", ReplyKind::MetaEx, Rest::Text, false),

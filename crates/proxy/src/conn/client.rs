@@ -12,7 +12,7 @@ use tokio::time::Instant;
 
 use crate::conn::replies::{flush_forward_errors, ClientShared, NO_FRAGMENT};
 use crate::conn::server::{Owner, ServerReq};
-use crate::dialect::{Action, Split, Wire};
+use crate::dialect::{Action, Split, SplitRequest, Wire};
 use crate::errno::errno_of;
 use crate::io::chain::Sent;
 use crate::io::stream::Stream;
@@ -192,6 +192,9 @@ impl Client {
                     return Err(End::Error);
                 }
             };
+            if let Some(at) = parsed.blank {
+                self.rbuf[at] = b' ';
+            }
             let bytes = self.rbuf.split_to(parsed.len).freeze();
             self.dispatch(parsed.action, bytes)?;
         }
@@ -230,6 +233,40 @@ impl Client {
                 self.split(&split, &bytes);
                 return Ok(());
             }
+            Action::ForwardNoReply { key } => {
+                // Nothing to answer: with no live server it is dropped, as
+                // nutcracker drops a noreply request it cannot forward.
+                if let Some(server) = self.pool.route(&bytes[key]) {
+                    self.enqueue(server, bytes, Owner::NoReply);
+                }
+                return Ok(());
+            }
+            Action::ForwardMeta { key, base64, quiet } => {
+                let mut scratch = [0u8; 256];
+                let key = self.wire.routing_key(&bytes[key], base64, &mut scratch);
+                let Some(server) = self.pool.route(key) else {
+                    self.shared
+                        .push_ready(self.wire.error_reply(libc::ECONNREFUSED));
+                    return Ok(());
+                };
+                let seq = match quiet {
+                    Some(quiet) => self.shared.push_quiet(quiet),
+                    None => self.shared.push_pending(1, None),
+                };
+                self.forward(server, bytes, seq, NO_FRAGMENT);
+                return Ok(());
+            }
+            Action::Broadcast { noreply } => {
+                self.broadcast(bytes, noreply);
+                return Ok(());
+            }
+            Action::Stats => {
+                self.shared.push_ready(crate::stats_server::memcache_stats(
+                    &self.pool.config,
+                    &self.pool.all_stats,
+                ));
+                return Ok(());
+            }
             Action::ForwardPlaceholder => PLACEHOLDER_KEY,
             Action::Forward { key } => &bytes[key],
         };
@@ -246,17 +283,58 @@ impl Client {
     }
 
     fn forward(&self, server: usize, data: Bytes, seq: u64, frag: u32) {
-        let deadline = self.pool.timeout.map(|t| Instant::now() + t);
+        let owner = Owner::Client {
+            client: self.shared.clone(),
+            seq,
+            frag,
+            awaited: crate::io::busy_poll::AwaitedReply::new(),
+        };
+        self.enqueue(server, data, owner);
+    }
+
+    fn enqueue(&self, server: usize, data: Bytes, owner: Owner) {
+        // A no-reply request has no timeout (nutcracker's
+        // req_server_enqueue_imsgq), and no one to tell about one.
+        let deadline = match owner {
+            Owner::NoReply => None,
+            _ => self.pool.timeout.map(|t| Instant::now() + t),
+        };
         self.pool.conn(server).enqueue(ServerReq {
             data,
-            owner: Owner::Client {
-                client: self.shared.clone(),
-                seq,
-                frag,
-                awaited: crate::io::busy_poll::AwaitedReply::new(),
-            },
+            owner,
             deadline,
         });
+    }
+
+    /// Sends one request to every server of the pool (memcache flush_all,
+    /// verbosity) and queues one merged reply, or none with `noreply`.
+    fn broadcast(&mut self, bytes: Bytes, noreply: bool) {
+        let servers = self.pool.config.servers.len();
+        if servers == 0 {
+            self.shared
+                .push_ready(self.wire.error_reply(libc::ECONNREFUSED));
+            return;
+        }
+        if noreply {
+            for server in 0..servers {
+                self.enqueue(server, bytes.clone(), Owner::NoReply);
+            }
+            return;
+        }
+        let request = self.wire.broadcast(&bytes, servers);
+        self.forward_fragments(request);
+    }
+
+    /// Queues one reply slot that merges the fragments' replies, and
+    /// forwards each fragment to its server.
+    fn forward_fragments(&self, request: SplitRequest) {
+        let nfrags = request.fragments.len() as u32;
+        let seq = self
+            .shared
+            .push_pending(nfrags, Some(Box::new(request.state)));
+        for (i, (server, data)) in request.fragments.into_iter().enumerate() {
+            self.forward(server, data, seq, i as u32);
+        }
     }
 
     /// Splits a multi-key request into one request per server and queues
@@ -268,13 +346,7 @@ impl Client {
                 .push_ready(self.wire.error_reply(libc::ECONNREFUSED));
             return;
         };
-        let nfrags = request.fragments.len() as u32;
-        let seq = self
-            .shared
-            .push_pending(nfrags, Some(Box::new(request.state)));
-        for (i, (server, data)) in request.fragments.into_iter().enumerate() {
-            self.forward(server, data, seq, i as u32);
-        }
+        self.forward_fragments(request);
     }
 
     fn send(&mut self, cx: &mut Context<'_>, progress: &mut bool) -> Result<(), End> {

@@ -9,7 +9,7 @@ use std::collections::VecDeque;
 use bytes::Bytes;
 use nc_protocol::Limits;
 
-use crate::dialect::{Fragments, Wire};
+use crate::dialect::{Fragments, Quiet, Wire};
 use crate::errno::Errno;
 use crate::io::chain::SendQueue;
 use crate::io::wake::TaskWaker;
@@ -29,6 +29,8 @@ pub(crate) struct Slot {
     /// Close the client after this reply (an MGET fragment failed at the
     /// network level, as nutcracker's post_coalesce does).
     close_after: bool,
+    /// memcache quiet mode: a reply of this kind is dropped (sent as nothing).
+    quiet: Option<Quiet>,
 }
 
 pub(crate) struct ReplyQueue {
@@ -41,6 +43,10 @@ pub(crate) struct ReplyQueue {
     closed: bool,
     /// Set when a sent reply asked for the connection to close.
     close_now: bool,
+    /// memcache: replies gathered into the same send as the closing one
+    /// still go out (nutcracker closes the client after the send, not in
+    /// the middle of it); Redis stops at the closing reply.
+    finish_batch: bool,
 }
 
 /// The part of a client connection that server connections reach.
@@ -65,6 +71,7 @@ impl ClientShared {
                 output_limit,
                 closed: false,
                 close_now: false,
+                finish_batch: wire == Wire::Memcache,
             }),
             waker: TaskWaker::default(),
             wire,
@@ -81,6 +88,20 @@ impl ClientShared {
             pending,
             reply: fragments.map_or(SlotReply::Pending, SlotReply::Fragments),
             close_after: false,
+            quiet: None,
+        });
+        seq
+    }
+
+    /// Appends a slot for one reply that quiet mode may drop.
+    pub(crate) fn push_quiet(&self, quiet: Quiet) -> u64 {
+        let mut q = self.queue.borrow_mut();
+        let seq = q.head_seq + q.slots.len() as u64;
+        q.slots.push_back(Slot {
+            pending: 1,
+            reply: SlotReply::Pending,
+            close_after: false,
+            quiet: Some(quiet),
         });
         seq
     }
@@ -93,6 +114,7 @@ impl ClientShared {
             pending: 0,
             reply: SlotReply::Ready(reply),
             close_after: false,
+            quiet: None,
         });
     }
 
@@ -155,6 +177,9 @@ impl ClientShared {
             _ => {
                 slot.pending = 0;
                 let bytes = match reply {
+                    Ok(bytes) if slot.quiet.is_some_and(|q| self.wire.suppressed(q, &bytes)) => {
+                        Bytes::new()
+                    }
                     Ok(bytes) => bytes,
                     Err(errno) => {
                         self.forward_errors.set(self.forward_errors.get() + 1);
@@ -204,7 +229,7 @@ impl SendQueue for ReplyQueue {
                 pending: 0,
                 reply: SlotReply::Ready(bytes),
                 ..
-            }) if !self.close_now => Some(bytes),
+            }) if !self.close_now || self.finish_batch => Some(bytes),
             _ => None,
         }
     }

@@ -44,6 +44,14 @@ pub(crate) enum Owner {
     },
     /// AUTH or SELECT the proxy sends on connect; the reply is swallowed.
     Internal(&'static str),
+    /// A request the server does not answer (memcache `noreply`): it leaves
+    /// the in-queue when written and never enters the out-queue.
+    NoReply,
+    /// The proxy's `version` after a run of no-reply requests: every reply
+    /// before its own belongs to one of them and is swallowed.
+    Fence,
+    /// Answered before it was completely written; dropped once it is.
+    Answered,
 }
 
 pub(crate) struct ServerReq {
@@ -94,6 +102,9 @@ pub(crate) struct Queues {
     outq: VecDeque<ServerReq>,
     /// Bytes of `inq.front()` already written.
     send_offset: usize,
+    /// A no-reply request has been written and the fence after it has not:
+    /// a reply now, with nothing awaiting one, is that request's error.
+    unfenced: bool,
     /// The connection failed or closed; nothing more may be queued.
     dead: bool,
 }
@@ -119,12 +130,21 @@ impl SendQueue for SendView<'_> {
     #[inline]
     fn head_sent(&mut self) {
         if let Some(mut req) = self.q.inq.pop_front() {
-            if let Owner::Client { awaited, .. } = &mut req.owner {
-                awaited.sent();
-            }
             let len = req.data.len() as u64;
             self.stats.in_queue.sub(1);
             self.stats.in_queue_bytes.sub(len);
+            match &mut req.owner {
+                Owner::Client { awaited, .. } => awaited.sent(),
+                // twemproxy's req_send_done: a no-reply request is done
+                // once written.
+                Owner::NoReply => {
+                    self.q.unfenced = true;
+                    return;
+                }
+                Owner::Fence => self.q.unfenced = false,
+                Owner::Answered => return,
+                Owner::Internal(_) => {}
+            }
             self.stats.out_queue.incr();
             self.stats.out_queue_bytes.add(len);
             self.q.outq.push_back(req);
@@ -140,6 +160,7 @@ impl ServerConn {
                 inq: VecDeque::new(),
                 outq: VecDeque::new(),
                 send_offset: 0,
+                unfenced: false,
                 dead: false,
             }),
             waker: TaskWaker::default(),
@@ -163,15 +184,42 @@ impl ServerConn {
         }
         let stats = self.ctx.stats();
         let len = req.data.len() as u64;
-        if matches!(req.owner, Owner::Client { .. }) {
+        if matches!(req.owner, Owner::Client { .. } | Owner::NoReply) {
             stats.requests.incr();
             stats.request_bytes.add(len);
         }
         stats.in_queue.incr();
         stats.in_queue_bytes.add(len);
-        q.inq.push_back(req);
+        if matches!(req.owner, Owner::NoReply) {
+            self.push_fenced(&mut q, req);
+        } else {
+            q.inq.push_back(req);
+        }
         drop(q);
         self.waker.wake();
+    }
+
+    /// Queues a no-reply request followed by a fence. A run of them shares
+    /// one fence: an unwritten fence at the tail moves behind the new one.
+    fn push_fenced(&self, q: &mut Queues, req: ServerReq) {
+        let tail_fence = matches!(q.inq.back(), Some(r) if matches!(r.owner, Owner::Fence))
+            && (q.inq.len() > 1 || q.send_offset == 0);
+        let fence = if tail_fence {
+            q.inq.pop_back()
+        } else {
+            self.ctx.dialect.wire().fence().map(|data| {
+                let stats = self.ctx.stats();
+                stats.in_queue.incr();
+                stats.in_queue_bytes.add(data.len() as u64);
+                ServerReq {
+                    data,
+                    owner: Owner::Fence,
+                    deadline: None,
+                }
+            })
+        };
+        q.inq.push_back(req);
+        q.inq.extend(fence);
     }
 
     /// Fails every queued and in-flight request, in order.
@@ -180,6 +228,7 @@ impl ServerConn {
             let mut q = self.queues.borrow_mut();
             q.dead = true;
             q.send_offset = 0;
+            q.unfenced = false;
             (std::mem::take(&mut q.outq), std::mem::take(&mut q.inq))
         };
         let stats = self.ctx.stats();
@@ -426,13 +475,43 @@ impl ServerIo {
                 return Err(Close::Error(libc::EINVAL));
             }
             let bytes = self.rbuf.split_to(reply.len).freeze();
-            let Some(req) = conn.queues.borrow_mut().outq.pop_front() else {
-                log::error(format_args!("stray reply from server '{}'", ctx.name));
-                return Err(Close::Error(libc::EINVAL));
+            let owner = {
+                let mut q = conn.queues.borrow_mut();
+                let fenced = match q.outq.front() {
+                    Some(head) => matches!(head.owner, Owner::Fence),
+                    None => q.unfenced,
+                };
+                if fenced && reply.class != ReplyClass::Fence {
+                    // The reply of a no-reply request (an error memcached
+                    // sends anyway): never handed to the request after it.
+                    drop(q);
+                    log::debug(format_args!(
+                        "swallowed a reply to a noreply request from server '{}'",
+                        ctx.name
+                    ));
+                    continue;
+                }
+                match q.outq.pop_front() {
+                    Some(req) => {
+                        stats.out_queue.sub(1);
+                        stats.out_queue_bytes.sub(req.data.len() as u64);
+                        req.owner
+                    }
+                    // A reply to the request still being written: memcached
+                    // answers an oversized set after its command line and
+                    // then discards the data. The request is done once its
+                    // bytes are out; it expects nothing more.
+                    None if q.send_offset > 0 => match q.inq.front_mut() {
+                        Some(head) => std::mem::replace(&mut head.owner, Owner::Answered),
+                        None => Owner::Answered,
+                    },
+                    None => {
+                        log::error(format_args!("stray reply from server '{}'", ctx.name));
+                        return Err(Close::Error(libc::EINVAL));
+                    }
+                }
             };
-            stats.out_queue.sub(1);
-            stats.out_queue_bytes.sub(req.data.len() as u64);
-            match req.owner {
+            match owner {
                 // A reply for a client that is gone is swallowed before it
                 // counts (nutcracker's rsp_filter runs before rsp_forward).
                 Owner::Client { client, .. } if client.is_closed() => {}
@@ -444,8 +523,9 @@ impl ServerIo {
                     stats.response_bytes.add(bytes.len() as u64);
                     client.deliver(seq, frag, Ok(bytes));
                 }
+                Owner::NoReply | Owner::Fence | Owner::Answered => {}
                 Owner::Internal(what) => {
-                    if reply.class != ReplyClass::Ok {
+                    if reply.class == ReplyClass::Error {
                         let msg = String::from_utf8_lossy(&bytes[..bytes.len().saturating_sub(2)]);
                         log::error(format_args!(
                             "{what} failed on {} | {}: {msg}",

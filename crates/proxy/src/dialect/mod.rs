@@ -3,11 +3,13 @@
 //! call the dialect to parse a request into a protocol-neutral [`Action`],
 //! split and coalesce multi-key requests, scan and classify replies, build
 //! error replies and the connect-time handshake; they match nothing of the
-//! wire format themselves. `redis` is RESP2 as nutcracker speaks it.
+//! wire format themselves. `redis` is RESP2 as nutcracker speaks it;
+//! `memcache` is memcached ASCII and meta (`redis: false` pools).
 //!
 //! One `match` per call picks the protocol (pingora's `enum Session`
 //! pattern): no trait objects, and a reload may switch a pool's protocol.
 
+pub(crate) mod memcache;
 pub(crate) mod redis;
 
 use std::ops::Range;
@@ -21,6 +23,7 @@ use crate::errno::Errno;
 /// A pool's protocol and its per-pool settings.
 pub(crate) enum Dialect {
     Redis(redis::Redis),
+    Memcache,
 }
 
 /// Which protocol, without settings: what a client's reply queue needs to
@@ -28,6 +31,7 @@ pub(crate) enum Dialect {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Wire {
     Redis,
+    Memcache,
 }
 
 /// One complete request at the head of a client's buffer, and what to do
@@ -35,12 +39,29 @@ pub(crate) enum Wire {
 pub(crate) struct Parsed {
     pub(crate) len: usize,
     pub(crate) action: Action,
+    /// A byte the proxy blanks to a space before forwarding (a meta
+    /// command's `q` flag), offset from the request's start.
+    pub(crate) blank: Option<usize>,
 }
 
 /// What the client does with a request, whatever the protocol.
 pub(crate) enum Action {
     /// Forward as received to the server of `key`; one reply.
     Forward { key: Range<usize> },
+    /// Forward to the server of `key`; the server sends no reply (memcache
+    /// `noreply`), so the client gets none either.
+    ForwardNoReply { key: Range<usize> },
+    /// A memcache meta command: `key` is base64 when `base64`; with
+    /// `quiet`, the reply quiet mode suppresses is dropped.
+    ForwardMeta {
+        key: Range<usize>,
+        base64: bool,
+        quiet: Option<Quiet>,
+    },
+    /// Every server of the pool gets it; one merged reply, or none.
+    Broadcast { noreply: bool },
+    /// The proxy's own statistics (memcache `stats`).
+    Stats,
     /// Forward to the server of the pool's placeholder key (commands with no
     /// key, such as COMMAND or LOLWUT).
     ForwardPlaceholder,
@@ -63,9 +84,21 @@ pub(crate) struct Split {
     pub(crate) kind: FragmentKind,
     /// The command name re-emitted in each fragment.
     pub(crate) name: &'static str,
-    /// Where the arguments start in the request's bytes.
-    pub(crate) args_start: usize,
+    /// The arguments in the request's bytes (Redis: from the first key to
+    /// the end; memcache: the key list).
+    pub(crate) args: Range<usize>,
+    /// An argument every fragment repeats before the keys (gat's exptime).
+    pub(crate) prefix: Option<Range<usize>>,
     pub(crate) nkeys: usize,
+}
+
+/// Which replies memcache quiet mode suppresses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Quiet {
+    /// mg: a miss (`EN`).
+    Miss,
+    /// ms, md, ma, me: success (`HD`).
+    Success,
 }
 
 /// How the fragments of one request merge into the client's reply.
@@ -77,6 +110,10 @@ pub(crate) enum FragmentKind {
     Sum,
     /// Redis MSET: status replies dropped, one `+OK`.
     Mset,
+    /// memcache get/gets/gat/gats: VALUE blocks merged, one `END`.
+    Retrieval,
+    /// memcache flush_all, verbosity: the first error, else the first reply.
+    Broadcast,
 }
 
 /// The per-fragment state the reply queue keeps for one split request.
@@ -118,6 +155,8 @@ pub(crate) enum ReplyClass {
     /// The server is failing (Redis -OOM, -BUSY, -LOADING): nutcracker
     /// closes the connection and fails everything queued on it.
     TransientFailure,
+    /// The reply that ends a noreply fence (memcache `VERSION`).
+    Fence,
 }
 
 /// One complete reply at the head of a server's buffer.
@@ -130,6 +169,7 @@ pub(crate) struct ScannedReply {
 /// A server connection's reply scanner, resumable across reads.
 pub(crate) enum ReplyScanner {
     Resp(nc_protocol::resp::ReplyScanner),
+    Memcache(nc_protocol::memcache::ReplyScanner),
 }
 
 impl ReplyScanner {
@@ -138,6 +178,7 @@ impl ReplyScanner {
     pub(crate) fn scan(&mut self, buf: &[u8], limits: &Limits) -> Result<ScannedReply, ParseError> {
         match self {
             ReplyScanner::Resp(scanner) => redis::scan_reply(scanner, buf, limits),
+            ReplyScanner::Memcache(scanner) => memcache::scan_reply(scanner, buf, limits),
         }
     }
 }
@@ -151,12 +192,16 @@ pub(crate) struct HandshakeRequest {
 impl Dialect {
     /// The dialect of a pool.
     pub(crate) fn for_pool(pool: &nc_config::Pool) -> Dialect {
-        Dialect::Redis(redis::Redis::for_pool(pool))
+        match pool.redis {
+            true => Dialect::Redis(redis::Redis::for_pool(pool)),
+            false => Dialect::Memcache,
+        }
     }
 
     pub(crate) fn wire(&self) -> Wire {
         match self {
             Dialect::Redis(_) => Wire::Redis,
+            Dialect::Memcache => Wire::Memcache,
         }
     }
 
@@ -165,6 +210,7 @@ impl Dialect {
     pub(crate) fn parse_request(&self, buf: &[u8], limits: &Limits) -> Result<Parsed, ParseError> {
         match self {
             Dialect::Redis(_) => redis::parse_request(buf, limits),
+            Dialect::Memcache => memcache::parse_request(buf, limits),
         }
     }
 
@@ -172,6 +218,7 @@ impl Dialect {
     pub(crate) fn needs_auth(&self) -> bool {
         match self {
             Dialect::Redis(redis) => redis.auth.is_some(),
+            Dialect::Memcache => false,
         }
     }
 
@@ -180,6 +227,7 @@ impl Dialect {
     pub(crate) fn auth(&self, password: &[u8]) -> (Bytes, Option<bool>) {
         match self {
             Dialect::Redis(redis) => redis.auth(password),
+            Dialect::Memcache => (Bytes::new(), None),
         }
     }
 
@@ -187,6 +235,7 @@ impl Dialect {
     pub(crate) fn noauth_reply(&self) -> Bytes {
         match self {
             Dialect::Redis(_) => redis::NOAUTH.clone(),
+            Dialect::Memcache => Bytes::new(),
         }
     }
 
@@ -194,6 +243,7 @@ impl Dialect {
     pub(crate) fn reply_scanner(&self) -> ReplyScanner {
         match self {
             Dialect::Redis(_) => ReplyScanner::Resp(Default::default()),
+            Dialect::Memcache => ReplyScanner::Memcache(Default::default()),
         }
     }
 
@@ -201,6 +251,7 @@ impl Dialect {
     pub(crate) fn handshake(&self) -> Vec<HandshakeRequest> {
         match self {
             Dialect::Redis(redis) => redis.handshake(),
+            Dialect::Memcache => Vec::new(),
         }
     }
 }
@@ -211,6 +262,7 @@ impl Wire {
     pub(crate) fn error_reply(self, errno: Errno) -> Bytes {
         match self {
             Wire::Redis => crate::errno::redis_error_reply(errno),
+            Wire::Memcache => memcache::error_reply(errno),
         }
     }
 
@@ -224,6 +276,7 @@ impl Wire {
     ) -> Option<SplitRequest> {
         match self {
             Wire::Redis => redis::split(split, bytes, route),
+            Wire::Memcache => memcache::split(split, bytes, route),
         }
     }
 
@@ -231,6 +284,39 @@ impl Wire {
     pub(crate) fn coalesce(self, frags: &Fragments, limits: &Limits) -> Coalesced {
         match self {
             Wire::Redis => redis::coalesce(frags, limits),
+            Wire::Memcache => memcache::coalesce(frags, limits),
+        }
+    }
+
+    /// The same request for each of `servers` servers (a broadcast).
+    pub(crate) fn broadcast(self, bytes: &Bytes, servers: usize) -> SplitRequest {
+        memcache::broadcast(bytes, servers)
+    }
+
+    /// Whether quiet mode drops this reply.
+    pub(crate) fn suppressed(self, quiet: Quiet, reply: &[u8]) -> bool {
+        match self {
+            Wire::Redis => false,
+            Wire::Memcache => memcache::suppressed(quiet, reply),
+        }
+    }
+
+    /// A meta command's key as hashed (base64 keys decoded into `scratch`).
+    pub(crate) fn routing_key<'a>(
+        self,
+        key: &'a [u8],
+        base64: bool,
+        scratch: &'a mut [u8; 256],
+    ) -> &'a [u8] {
+        memcache::routing_key(key, base64, scratch)
+    }
+
+    /// The request that fences a run of no-reply requests, if the protocol
+    /// has no-reply requests.
+    pub(crate) fn fence(self) -> Option<Bytes> {
+        match self {
+            Wire::Redis => None,
+            Wire::Memcache => Some(memcache::FENCE.clone()),
         }
     }
 }

@@ -95,7 +95,8 @@ pub(super) fn parse_request(buf: &[u8], limits: &Limits) -> Result<Parsed, Parse
                     resp::FragmentKind::Mset => FragmentKind::Mset,
                 },
                 name: command.name,
-                args_start: request.args_start,
+                args: request.args_start..request.len,
+                prefix: None,
                 nkeys: request.nkeys,
             }),
             _ => Action::Forward {
@@ -106,6 +107,7 @@ pub(super) fn parse_request(buf: &[u8], limits: &Limits) -> Result<Parsed, Parse
     Ok(Parsed {
         len: request.len,
         action,
+        blank: None,
     })
 }
 
@@ -121,7 +123,7 @@ pub(super) fn split(
     } else {
         1
     };
-    let args: Vec<Range<usize>> = resp::ArgIter::new(bytes, split.args_start).collect();
+    let args: Vec<Range<usize>> = resp::ArgIter::new(bytes, split.args.start).collect();
     // (server, argument spans) per fragment, in order of first use.
     let mut frags: Vec<(usize, Vec<Range<usize>>)> = Vec::new();
     let mut key_order = Vec::with_capacity(split.nkeys);
@@ -228,6 +230,8 @@ pub(super) fn coalesce(frags: &Fragments, limits: &Limits) -> Coalesced {
             }
             out.put_slice(b"+OK\r\n");
         }
+        // memcache kinds never reach a Redis pool.
+        FragmentKind::Retrieval | FragmentKind::Broadcast => return invalid(),
     }
     Coalesced {
         reply: out.freeze(),

@@ -4,7 +4,8 @@
 //! exactly one counted syscall and a short read or write can clear the
 //! socket's readiness without a second, wasted call. Also the few other
 //! libc calls the proxy needs: `sched_yield` and `getrusage` for
-//! `--busy-poll`, rlimits, daemonizing.
+//! `--busy-poll`, rlimits, daemonizing, and the fatal-signal handler
+//! (SIGSEGV, SIGBUS, SIGABRT: one log line, then the default action).
 #![allow(unsafe_code)]
 
 use std::io;
@@ -159,4 +160,69 @@ pub(crate) fn daemonize() -> io::Result<()> {
         }
     }
     Ok(())
+}
+
+/// The fatal-signal hook: called with the signal's number, name and the
+/// wall-clock time (seconds, milliseconds) from inside the handler.
+pub(crate) type FatalHook = fn(i32, &str, u64, u32);
+
+static FATAL_HOOK: std::sync::OnceLock<FatalHook> = std::sync::OnceLock::new();
+
+const FATAL_SIGNALS: [(i32, &str); 3] = [
+    (libc::SIGSEGV, "SIGSEGV"),
+    (libc::SIGBUS, "SIGBUS"),
+    (libc::SIGABRT, "SIGABRT"),
+];
+
+extern "C" fn on_fatal(signo: libc::c_int) {
+    let name = FATAL_SIGNALS
+        .iter()
+        .find(|(n, _)| *n == signo)
+        .map_or("?", |(_, name)| name);
+    let mut now = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime is async-signal-safe and `now` is valid.
+    unsafe { libc::clock_gettime(libc::CLOCK_REALTIME, &mut now) };
+    if let Some(hook) = FATAL_HOOK.get() {
+        hook(
+            signo,
+            name,
+            now.tv_sec as u64,
+            (now.tv_nsec / 1_000_000) as u32,
+        );
+    }
+    // SA_RESETHAND restored the default action: re-raise to take it (a
+    // core dump) with the original signal, as nutcracker does.
+    // SAFETY: raise is async-signal-safe.
+    unsafe { libc::raise(signo) };
+}
+
+/// Installs `hook` for SIGSEGV, SIGBUS and SIGABRT; each fires once, then
+/// the default action runs.
+pub(crate) fn on_fatal_signals(hook: FatalHook) -> io::Result<()> {
+    let _ = FATAL_HOOK.set(hook);
+    for (signo, _) in FATAL_SIGNALS {
+        // SAFETY: a zeroed sigaction is valid; the handler only calls
+        // async-signal-safe functions and formats on the stack.
+        let rc = unsafe {
+            let mut action: libc::sigaction = std::mem::zeroed();
+            action.sa_sigaction = on_fatal as extern "C" fn(libc::c_int) as usize;
+            action.sa_flags = libc::SA_RESETHAND | libc::SA_NODEFER;
+            libc::sigemptyset(&mut action.sa_mask);
+            libc::sigaction(signo, &action, std::ptr::null_mut())
+        };
+        if rc != 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
+/// One `write(2)` to a raw descriptor, ignoring errors (the fatal-signal
+/// handler's log line).
+pub(crate) fn write_fd(fd: i32, data: &[u8]) {
+    // SAFETY: `data` is a valid buffer of `data.len()` bytes.
+    let _ = unsafe { libc::write(fd, data.as_ptr().cast(), data.len()) };
 }

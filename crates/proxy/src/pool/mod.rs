@@ -40,6 +40,8 @@ pub(crate) struct Pool {
     /// Bytes of unsent replies one client may accumulate (0 = unlimited).
     pub(crate) client_output_limit: usize,
     pub(crate) stats: Arc<PoolStats>,
+    /// This pool's counters on every worker.
+    pub(crate) all_stats: Arc<Vec<Arc<PoolStats>>>,
     pub(crate) conns: Arc<WorkerStats>,
     pub(crate) shared: Arc<PoolShared>,
     pub(crate) worker: Rc<WorkerCtx>,
@@ -52,6 +54,7 @@ impl Pool {
         config: Arc<nc_config::Pool>,
         limits: Limits,
         stats: Arc<PoolStats>,
+        all_stats: Arc<Vec<Arc<PoolStats>>>,
         conns: Arc<WorkerStats>,
         shared: Arc<PoolShared>,
         worker: Rc<WorkerCtx>,
@@ -90,6 +93,7 @@ impl Pool {
             limits,
             send,
             stats,
+            all_stats,
             conns,
             shared,
             worker,

@@ -37,6 +37,8 @@ pub(crate) struct PoolPlan {
     /// The old pool (index) whose listener has the same address, or a new listener.
     pub(crate) listener: Result<usize, BoundListener>,
     pub(crate) stats: Arc<PoolStats>,
+    /// Every worker's counters of this pool (memcache `stats` sums them).
+    pub(crate) all_stats: Arc<Vec<Arc<PoolStats>>>,
     pub(crate) shared: Arc<PoolShared>,
 }
 
@@ -107,6 +109,7 @@ pub(crate) fn run(setup: WorkerSetup) {
                         Arc::new(config.pools[index].clone()),
                         limits,
                         plan.stats.clone(),
+                        plan.all_stats.clone(),
                         stats.clone(),
                         plan.shared.clone(),
                         worker.clone(),
