@@ -253,8 +253,12 @@ impl Session {
             progress.note(&msg);
             notes.push(msg);
         }
-        let backends =
-            target::start_backends(&cfg.backends, cfg.placement.cpus().backends.as_ref())?;
+        let backends = target::start_backends(
+            &cfg.backends,
+            cfg.workload.protocol,
+            cfg.workload.value_size.bounds().1,
+            cfg.placement.cpus().backends.as_ref(),
+        )?;
         let msg = match backends.kind {
             "embedded" => format!(
                 "backends: {} x embedded in-process RESP backend (`{}` not found on PATH; install redis-server for real numbers)",
@@ -284,7 +288,10 @@ impl Session {
             ));
         }
         let mut env = Environment::detect();
-        env.redis_server = backends.version.clone();
+        match backends.kind {
+            "memcached" => env.memcached = backends.version.clone(),
+            _ => env.redis_server = backends.version.clone(),
+        }
         if cfg.targets.iter().any(|t| t.kind == TargetKind::Nutcracker) {
             env.nutcracker =
                 crate::procs::which("nutcracker").and_then(|b| crate::procs::version_of(&b, "-V"));
@@ -451,8 +458,11 @@ pub fn run(cfg: &BenchConfig, progress: &dyn Progress) -> Result<RunOutput> {
             missing_is_failure,
         )?;
         progress.note(&format!(
-            "verified {} keys with the redis crate: {} bad, {} missing",
-            v.checked, v.bad, v.missing
+            "verified {} keys with {}: {} bad, {} missing",
+            v.checked,
+            loader::client_name(cfg.workload.protocol),
+            v.bad,
+            v.missing
         ));
         Some(v)
     } else {

@@ -46,6 +46,12 @@ fn default_backend_count() -> u32 {
 fn default_redis_server() -> String {
     "redis-server".into()
 }
+fn default_memcached() -> String {
+    "memcached".into()
+}
+fn is_default_memcached(s: &str) -> bool {
+    s == "memcached"
+}
 fn default_hash() -> String {
     "fnv1a_64".into()
 }
@@ -212,11 +218,48 @@ impl RunSection {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum BackendKind {
-    /// redis-server when on PATH, else embedded.
+    /// redis-server when on PATH, else embedded; memcached for `protocol = "memcache"`.
     Auto,
     Redis,
+    /// memcached children (`protocol = "memcache"` only).
+    Memcached,
     Embedded,
     External,
+}
+
+impl BackendKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BackendKind::Auto => "auto",
+            BackendKind::Redis => "redis",
+            BackendKind::Memcached => "memcached",
+            BackendKind::Embedded => "embedded",
+            BackendKind::External => "external",
+        }
+    }
+}
+
+/// What the load speaks: RESP to Redis pools, or the memcached ASCII protocol
+/// to memcache pools (`redis: false` in the generated pool config).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Protocol {
+    #[default]
+    Redis,
+    Memcache,
+}
+
+impl Protocol {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Protocol::Redis => "redis",
+            Protocol::Memcache => "memcache",
+        }
+    }
+
+    pub fn is_redis(&self) -> bool {
+        *self == Protocol::Redis
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -231,6 +274,12 @@ pub struct BackendsSection {
     pub addresses: Vec<String>,
     #[serde(default = "default_redis_server")]
     pub redis_server: String,
+    /// The memcached binary (name on PATH or a path), for `protocol = "memcache"`.
+    #[serde(
+        default = "default_memcached",
+        skip_serializing_if = "is_default_memcached"
+    )]
+    pub memcached: String,
 }
 
 fn default_backend_kind() -> BackendKind {
@@ -244,6 +293,7 @@ impl Default for BackendsSection {
             count: 2,
             addresses: Vec::new(),
             redis_server: default_redis_server(),
+            memcached: default_memcached(),
         }
     }
 }
@@ -523,6 +573,18 @@ pub struct Workload {
     pub seed: u64,
     #[serde(default = "default_mix")]
     pub mix: Mix,
+    /// `redis` (default) or `memcache`. Left out of the serialized config when
+    /// redis, so Redis configs keep their fingerprint.
+    #[serde(default, skip_serializing_if = "Protocol::is_redis")]
+    pub protocol: Protocol,
+    /// memcache only: sets carry `noreply`. Nothing comes back for them, so
+    /// they count as done once written and stay out of the latency histograms.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub set_noreply: bool,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 fn default_mode() -> LoopMode {
@@ -560,6 +622,8 @@ impl Default for Workload {
             mget_keys: default_mget_keys(),
             seed: 1,
             mix: default_mix(),
+            protocol: Protocol::Redis,
+            set_noreply: false,
         }
     }
 }
@@ -1126,6 +1190,7 @@ impl BenchConfig {
                 "at least one command weight must be positive",
             ));
         }
+        self.validate_protocol()?;
 
         // sweep
         let s = &self.sweep;
@@ -1248,6 +1313,52 @@ impl BenchConfig {
         }
         if c.refine_steps > 20 {
             return Err(self.err("capacity.refine_steps", "must be at most 20"));
+        }
+        Ok(())
+    }
+
+    /// The rules of `workload.protocol` and `workload.set_noreply`.
+    fn validate_protocol(&self) -> Result<(), ConfigError> {
+        let w = &self.workload;
+        let kind = self.backends.kind;
+        match w.protocol {
+            Protocol::Redis => {
+                if w.set_noreply {
+                    return Err(self.err(
+                        "workload.set_noreply",
+                        "only used with workload.protocol = \"memcache\"",
+                    ));
+                }
+                if kind == BackendKind::Memcached {
+                    return Err(self.err(
+                        "backends.kind",
+                        "kind = \"memcached\" needs workload.protocol = \"memcache\"",
+                    ));
+                }
+            }
+            Protocol::Memcache => {
+                if matches!(kind, BackendKind::Redis | BackendKind::Embedded) {
+                    return Err(self.err(
+                        "backends.kind",
+                        format!(
+                            "kind = \"{}\" speaks RESP only; protocol = \"memcache\" needs \"memcached\", \"auto\" or \"external\"",
+                            kind.as_str()
+                        ),
+                    ));
+                }
+                if w.key_prefix.len() + 10 > 250 {
+                    return Err(self.err(
+                        "workload.key_prefix",
+                        "memcached keys are at most 250 bytes: keep the prefix under 240",
+                    ));
+                }
+                if w.mix.incr > 0 && !self.run.preload {
+                    return Err(self.err(
+                        "workload.mix.incr",
+                        "memcached `incr` needs an existing counter: keep run.preload = true (it writes the counters)",
+                    ));
+                }
+            }
         }
         Ok(())
     }

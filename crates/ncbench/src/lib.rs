@@ -32,6 +32,7 @@ pub mod export;
 pub mod gate;
 pub mod inproc;
 pub mod loader;
+pub mod memcache;
 pub mod plot;
 pub mod procs;
 pub mod progress;
