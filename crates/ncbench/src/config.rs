@@ -174,7 +174,7 @@ pub struct RunSection {
     /// Write every key before measuring, so GETs hit.
     #[serde(default = "default_true")]
     pub preload: bool,
-    /// After the run, read keys back with the redis crate and check them.
+    /// After the run, read keys back (redis crate, or ncbench's memcached client) and check them.
     #[serde(default = "default_true")]
     pub verify: bool,
     /// Hard stop for a cell in `requests` mode.
@@ -640,6 +640,9 @@ pub struct Sweep {
     pub connections: Option<Vec<u32>>,
     /// Open-loop rates (requests per second).
     pub rate: Option<Vec<f64>>,
+    /// Keys per multi-get (`mget`), instead of the single `workload.mget_keys`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mget_keys: Option<Vec<u32>>,
 }
 
 /// Picks cells by their parameters; absent keys match anything.
@@ -653,6 +656,8 @@ pub struct Selector {
     pub pipeline: Option<u32>,
     pub connections: Option<u32>,
     pub rate: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mget_keys: Option<u32>,
 }
 
 impl Selector {
@@ -684,6 +689,9 @@ impl Selector {
         if self.rate.is_some() {
             v.push("rate");
         }
+        if self.mget_keys.is_some() {
+            v.push("mget_keys");
+        }
         v
     }
 }
@@ -711,6 +719,9 @@ impl fmt::Display for Selector {
         }
         if let Some(r) = self.rate {
             parts.push(format!("rate={r}"));
+        }
+        if let Some(k) = self.mget_keys {
+            parts.push(format!("mget_keys={k}"));
         }
         if parts.is_empty() {
             f.write_str("*")
@@ -1204,6 +1215,7 @@ impl BenchConfig {
             ("sweep.pipeline", nonempty(&s.pipeline)),
             ("sweep.connections", nonempty(&s.connections)),
             ("sweep.rate", nonempty(&s.rate)),
+            ("sweep.mget_keys", nonempty(&s.mget_keys)),
         ] {
             if !ok {
                 return Err(self.err(key, "must list at least one value (or be left out)"));
@@ -1226,6 +1238,14 @@ impl BenchConfig {
             if let Some(i) = v.iter().position(|n| !(1..=10_000).contains(n)) {
                 return Err(self.err(
                     format!("sweep.connections[{i}]"),
+                    "must be between 1 and 10000",
+                ));
+            }
+        }
+        if let Some(v) = &s.mget_keys {
+            if let Some(i) = v.iter().position(|n| !(1..=10_000).contains(n)) {
+                return Err(self.err(
+                    format!("sweep.mget_keys[{i}]"),
                     "must be between 1 and 10000",
                 ));
             }
