@@ -1366,12 +1366,6 @@ impl BenchConfig {
                         ),
                     ));
                 }
-                if w.key_prefix.len() + 10 > 250 {
-                    return Err(self.err(
-                        "workload.key_prefix",
-                        "memcached keys are at most 250 bytes: keep the prefix under 240",
-                    ));
-                }
                 if w.mix.incr > 0 && !self.run.preload {
                     return Err(self.err(
                         "workload.mix.incr",
@@ -1605,6 +1599,65 @@ mod tests {
                 SendLimit(Some(512))
             ]
         );
+    }
+
+    #[test]
+    fn memcache_keys_parse_and_are_checked() {
+        let c = from_toml_str(MIN, "t.toml").unwrap();
+        assert_eq!(c.workload.protocol, Protocol::Redis);
+        assert!(!c.workload.set_noreply);
+        // Redis configs keep their fingerprint: the new keys are not serialized.
+        let json = serde_json::to_string(&c).unwrap();
+        assert!(
+            !json.contains("protocol") && !json.contains("noreply"),
+            "{json}"
+        );
+        assert!(
+            !json.contains("memcached") && !json.contains("mget_keys\":null"),
+            "{json}"
+        );
+        let text = format!(
+            "{MIN}[backends]\nkind = \"memcached\"\n[workload]\nprotocol = \"memcache\"\nset_noreply = true\n[sweep]\nmget_keys = [100, 1000]\n"
+        );
+        let c = from_toml_str(&text, "t.toml").unwrap();
+        assert_eq!(c.workload.protocol, Protocol::Memcache);
+        assert!(c.workload.set_noreply);
+        assert_eq!(c.sweep.mget_keys, Some(vec![100, 1000]));
+
+        let e = err(&format!("{MIN}[workload]\nprotocol = \"memcached\"\n"));
+        assert!(e.starts_with("t.toml: workload.protocol"), "{e}");
+        let e = err(&format!("{MIN}[workload]\nset_noreply = true\n"));
+        assert_eq!(
+            e,
+            "t.toml: workload.set_noreply: only used with workload.protocol = \"memcache\""
+        );
+        let e = err(&format!("{MIN}[backends]\nkind = \"memcached\"\n"));
+        assert_eq!(
+            e,
+            "t.toml: backends.kind: kind = \"memcached\" needs workload.protocol = \"memcache\""
+        );
+        for kind in ["embedded", "redis"] {
+            let e = err(&format!(
+                "{MIN}[backends]\nkind = \"{kind}\"\n[workload]\nprotocol = \"memcache\"\n"
+            ));
+            assert!(
+                e.starts_with(&format!(
+                    "t.toml: backends.kind: kind = \"{kind}\" speaks RESP only"
+                )),
+                "{e}"
+            );
+        }
+        let e = err(&format!(
+            "{MIN}[run]\npreload = false\n[workload]\nprotocol = \"memcache\"\n[workload.mix]\nincr = 1\n"
+        ));
+        assert!(
+            e.starts_with("t.toml: workload.mix.incr: memcached `incr`"),
+            "{e}"
+        );
+        let e = err(&format!("{MIN}[sweep]\nmget_keys = [0]\n"));
+        assert_eq!(e, "t.toml: sweep.mget_keys[0]: must be between 1 and 10000");
+        let e = err(&format!("{MIN}[sweep]\nmget_keys = []\n"));
+        assert!(e.starts_with("t.toml: sweep.mget_keys: must list"), "{e}");
     }
 
     #[test]

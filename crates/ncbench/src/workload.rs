@@ -774,6 +774,179 @@ mod tests {
         assert!(q.is_empty());
     }
 
+    fn mc_workload(noreply: bool) -> Workload {
+        Workload {
+            protocol: Protocol::Memcache,
+            set_noreply: noreply,
+            ..workload()
+        }
+    }
+
+    #[test]
+    fn memcache_requests_are_well_formed() {
+        let w = mc_workload(true);
+        let ks = Keyspace::new(&w);
+        let mut g = Generator::new(ks.clone(), &w, 1, 0, 1);
+        let (mut out, mut q) = (vec![], VecDeque::new());
+        let mut seen = [0u32; 5];
+        for _ in 0..300 {
+            out.clear();
+            let exp = g.next_request(&mut out, &mut q);
+            seen[exp.op as usize] += 1;
+            let text = String::from_utf8(out.clone()).unwrap();
+            let (line, rest) = text.split_once("\r\n").unwrap();
+            let words: Vec<&str> = line.split(' ').collect();
+            let key = String::from_utf8(ks.key(exp.key)).unwrap();
+            match exp.op {
+                Op::Get => assert_eq!(words, ["get", key.as_str()]),
+                Op::Mget => {
+                    assert_eq!(words.len(), 4);
+                    assert_eq!(words[1], key);
+                }
+                Op::Set => {
+                    assert_eq!(&words[..4], ["set", key.as_str(), "0", "0"]);
+                    assert_eq!(words[5], "noreply");
+                    let n: usize = words[4].parse().unwrap();
+                    assert_eq!(rest.len(), n + 2);
+                    assert!(ks.value_ok(exp.key, &rest.as_bytes()[..n]));
+                    assert!(!ks.expects_reply(&exp));
+                }
+                Op::Del => assert_eq!(words, ["delete", key.as_str()]),
+                Op::Incr => {
+                    let ctr = String::from_utf8(ks.counter_key(exp.key)).unwrap();
+                    assert_eq!(words, ["incr", ctr.as_str(), "1"]);
+                }
+            }
+            if exp.op != Op::Set {
+                assert_eq!(rest, "", "{text:?}");
+                assert!(ks.expects_reply(&exp));
+            }
+        }
+        assert!(seen.iter().all(|&n| n > 0), "{seen:?}");
+        // Without set_noreply, sets wait for STORED.
+        let w = mc_workload(false);
+        let ks = Keyspace::new(&w);
+        let set = Expect {
+            op: Op::Set,
+            key: 1,
+            nkeys: 1,
+        };
+        assert!(ks.expects_reply(&set));
+    }
+
+    /// Checks `reply` (raw bytes) against `exp` with the memcache checker.
+    fn mc_check(ks: &Keyspace, exp: &Expect, reply: &[u8], q: &mut VecDeque<u32>) -> Verdict {
+        let (r, used) = memcache::parse(reply).unwrap().unwrap();
+        assert_eq!(used, reply.len());
+        check_memcache(ks, exp, &r, q, &mut Vec::new())
+    }
+
+    fn value_block(ks: &Keyspace, key: u32, v: &[u8]) -> Vec<u8> {
+        let mut b = b"VALUE ".to_vec();
+        b.extend_from_slice(&ks.key(key));
+        b.extend_from_slice(format!(" 0 {}\r\n", v.len()).as_bytes());
+        b.extend_from_slice(v);
+        b.extend_from_slice(b"\r\n");
+        b
+    }
+
+    #[test]
+    fn memcache_replies_are_checked_and_corruption_caught() {
+        let w = mc_workload(false);
+        let ks = Keyspace::new(&w);
+        let mut q = VecDeque::new();
+        let exp = |op, key, nkeys| Expect { op, key, nkeys };
+        let get = exp(Op::Get, 42, 1);
+        let good = ks.value(42, 7, 64);
+        let mut reply = value_block(&ks, 42, &good);
+        reply.extend_from_slice(b"END\r\n");
+        assert_eq!(mc_check(&ks, &get, &reply, &mut q), Verdict::Ok);
+        assert_eq!(mc_check(&ks, &get, b"END\r\n", &mut q), Verdict::Ok);
+        // A corrupted value, a value of another key, or the right value under
+        // another key's name: all mismatches.
+        let mut bad = good.clone();
+        bad[30] = b'x';
+        for (name, v) in [(42, &bad), (42, &ks.value(43, 7, 64)), (43, &good)] {
+            let mut reply = value_block(&ks, name, v);
+            reply.extend_from_slice(b"END\r\n");
+            assert_eq!(mc_check(&ks, &get, &reply, &mut q), Verdict::Mismatch);
+        }
+        assert_eq!(
+            mc_check(&ks, &get, b"SERVER_ERROR out of memory\r\n", &mut q),
+            Verdict::Error
+        );
+        assert_eq!(
+            mc_check(&ks, &get, b"STORED\r\n", &mut q),
+            Verdict::Mismatch
+        );
+        let set = exp(Op::Set, 1, 1);
+        assert_eq!(mc_check(&ks, &set, b"STORED\r\n", &mut q), Verdict::Ok);
+        assert_eq!(
+            mc_check(&ks, &set, b"NOT_STORED\r\n", &mut q),
+            Verdict::Mismatch
+        );
+        let del = exp(Op::Del, 1, 1);
+        assert_eq!(mc_check(&ks, &del, b"DELETED\r\n", &mut q), Verdict::Ok);
+        assert_eq!(mc_check(&ks, &del, b"NOT_FOUND\r\n", &mut q), Verdict::Ok);
+        assert_eq!(
+            mc_check(&ks, &del, b"STORED\r\n", &mut q),
+            Verdict::Mismatch
+        );
+        let incr = exp(Op::Incr, 1, 1);
+        assert_eq!(mc_check(&ks, &incr, b"17\r\n", &mut q), Verdict::Ok);
+        assert_eq!(mc_check(&ks, &incr, b"0\r\n", &mut q), Verdict::Mismatch);
+        assert_eq!(
+            mc_check(&ks, &incr, b"NOT_FOUND\r\n", &mut q),
+            Verdict::Mismatch
+        );
+        assert_eq!(mc_check(&ks, &incr, b"END\r\n", &mut q), Verdict::Mismatch);
+        assert_eq!(mc_check(&ks, &incr, b"ERROR\r\n", &mut q), Verdict::Error);
+    }
+
+    #[test]
+    fn memcache_multiget_blocks_must_belong_to_asked_keys() {
+        let w = mc_workload(false);
+        let ks = Keyspace::new(&w);
+        let mget = Expect {
+            op: Op::Mget,
+            key: 1,
+            nkeys: 3,
+        };
+        let block = |k: u32| value_block(&ks, k, &ks.value(k, 0, 64));
+        let reply = |keys: &[u32]| {
+            let mut r: Vec<u8> = keys.iter().flat_map(|&k| block(k)).collect();
+            r.extend_from_slice(b"END\r\n");
+            r
+        };
+        // Any order (a proxy merges per-server fragments), misses left out.
+        let mut q: VecDeque<u32> = [1, 2, 3, 9].into_iter().collect();
+        assert_eq!(mc_check(&ks, &mget, &reply(&[3, 1]), &mut q), Verdict::Ok);
+        assert_eq!(q, [9]);
+        // A key nobody asked for, or one key answered twice: mismatches.
+        for keys in [&[1, 4][..], &[2, 2]] {
+            let mut q: VecDeque<u32> = [1, 2, 3].into_iter().collect();
+            assert_eq!(
+                mc_check(&ks, &mget, &reply(keys), &mut q),
+                Verdict::Mismatch
+            );
+            assert!(q.is_empty());
+        }
+        // A key asked for twice may be answered twice.
+        let mut q: VecDeque<u32> = [2, 2, 3].into_iter().collect();
+        assert_eq!(
+            mc_check(&ks, &mget, &reply(&[2, 3, 2]), &mut q),
+            Verdict::Ok
+        );
+        // A corrupted value inside a multi-get.
+        let mut bad = ks.value(3, 0, 64);
+        bad[20] = b'x';
+        let mut r = block(1);
+        r.extend_from_slice(&value_block(&ks, 3, &bad));
+        r.extend_from_slice(b"END\r\n");
+        let mut q: VecDeque<u32> = [1, 2, 3].into_iter().collect();
+        assert_eq!(mc_check(&ks, &mget, &r, &mut q), Verdict::Mismatch);
+    }
+
     #[test]
     fn zipf_is_skewed_and_in_range() {
         let z = Zipf::new(1000, 0.99);
