@@ -83,7 +83,9 @@ pub fn start_backends(
         }
         BackendKind::Embedded => false,
         BackendKind::Memcached => {
-            unreachable!("config validation: kind = \"memcached\" needs protocol = \"memcache\"")
+            return Err(BenchError::setup(
+                "backends.kind = \"memcached\" needs workload.protocol = \"memcache\"",
+            ))
         }
         BackendKind::Redis => {
             if redis_bin.is_none() {
