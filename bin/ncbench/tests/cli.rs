@@ -120,6 +120,44 @@ fn bad_configs_exit_2_with_one_line_naming_file_and_key() {
 }
 
 #[test]
+fn memcache_config_errors_exit_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let embedded = write(
+        dir.path(),
+        "embedded.toml",
+        "[[target]]\nkind = \"direct\"\n[backends]\nkind = \"embedded\"\n[workload]\nprotocol = \"memcache\"\n",
+    );
+    assert_config_error(
+        &ncbench(&["check", embedded.to_str().unwrap()]),
+        "embedded.toml",
+        "backends.kind",
+    );
+    let noreply = write(
+        dir.path(),
+        "noreply.toml",
+        "[[target]]\nkind = \"direct\"\n[workload]\nset_noreply = true\n",
+    );
+    assert_config_error(
+        &ncbench(&["run", noreply.to_str().unwrap()]),
+        "noreply.toml",
+        "workload.set_noreply",
+    );
+    // A missing memcached is a setup error, named like a missing redis-server.
+    let missing = write(
+        dir.path(),
+        "missing.toml",
+        "[[target]]\nkind = \"direct\"\n[backends]\nmemcached = \"no-such-memcached\"\n[workload]\nprotocol = \"memcache\"\n",
+    );
+    let o = ncbench(&["run", missing.to_str().unwrap()]);
+    assert_eq!(code(&o), 2, "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("`no-such-memcached` is not on PATH (apt-get install memcached"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[test]
 fn every_shipped_config_is_valid() {
     let mut n = 0;
     for e in std::fs::read_dir(configs_dir()).unwrap() {

@@ -43,6 +43,9 @@ pub fn cell_id(p: &CellParams) -> String {
     if let Some(r) = p.rate {
         id.push_str(&format!("/r{r}"));
     }
+    if let Some(k) = p.mget_keys {
+        id.push_str(&format!("/k{k}"));
+    }
     id
 }
 
@@ -67,6 +70,10 @@ pub fn expand_cells(cfg: &BenchConfig) -> Vec<CellPlan> {
         (None, LoopMode::Open) => vec![w.rate],
         (None, LoopMode::Closed) => vec![None],
     };
+    let mget_keys: Vec<Option<u32>> = match &s.mget_keys {
+        Some(v) => v.iter().map(|&k| Some(k)).collect(),
+        None => vec![None],
+    };
     let mut cells = Vec::new();
     for t in &cfg.targets {
         let knob_sets: Vec<Option<Knobs>> = if t.kind.has_send_knobs() {
@@ -90,22 +97,25 @@ pub fn expand_cells(cfg: &BenchConfig) -> Vec<CellPlan> {
             for &p in &pipelines {
                 for &c in &conns {
                     for &r in &rates {
-                        let params = CellParams {
-                            target: t.label(),
-                            kind: t.kind.as_str().to_string(),
-                            send_mode: k.map(|k| k.send_mode),
-                            iov_max: k.map(|k| k.iov_max),
-                            send_limit: k.map(|k| k.send_limit),
-                            pipeline: p,
-                            connections: c,
-                            rate: r,
-                        };
-                        cells.push(CellPlan {
-                            id: cell_id(&params),
-                            params,
-                            target: t.clone(),
-                            knobs: *k,
-                        });
+                        for &mk in &mget_keys {
+                            let params = CellParams {
+                                target: t.label(),
+                                kind: t.kind.as_str().to_string(),
+                                send_mode: k.map(|k| k.send_mode),
+                                iov_max: k.map(|k| k.iov_max),
+                                send_limit: k.map(|k| k.send_limit),
+                                pipeline: p,
+                                connections: c,
+                                rate: r,
+                                mget_keys: mk,
+                            };
+                            cells.push(CellPlan {
+                                id: cell_id(&params),
+                                params,
+                                target: t.clone(),
+                                knobs: *k,
+                            });
+                        }
                     }
                 }
             }
@@ -123,6 +133,7 @@ pub fn matches(p: &CellParams, s: &Selector) -> bool {
         && s.pipeline.is_none_or(|n| p.pipeline == n)
         && s.connections.is_none_or(|n| p.connections == n)
         && s.rate.is_none_or(|r| p.rate == Some(r))
+        && s.mget_keys.is_none_or(|k| p.mget_keys == Some(k))
 }
 
 /// `[placement]` in canonical form, with nothing observed yet.
@@ -253,8 +264,12 @@ impl Session {
             progress.note(&msg);
             notes.push(msg);
         }
-        let backends =
-            target::start_backends(&cfg.backends, cfg.placement.cpus().backends.as_ref())?;
+        let backends = target::start_backends(
+            &cfg.backends,
+            cfg.workload.protocol,
+            cfg.workload.value_size.bounds().1,
+            cfg.placement.cpus().backends.as_ref(),
+        )?;
         let msg = match backends.kind {
             "embedded" => format!(
                 "backends: {} x embedded in-process RESP backend (`{}` not found on PATH; install redis-server for real numbers)",
@@ -284,7 +299,10 @@ impl Session {
             ));
         }
         let mut env = Environment::detect();
-        env.redis_server = backends.version.clone();
+        match backends.kind {
+            "memcached" => env.memcached = backends.version.clone(),
+            _ => env.redis_server = backends.version.clone(),
+        }
         if cfg.targets.iter().any(|t| t.kind == TargetKind::Nutcracker) {
             env.nutcracker =
                 crate::procs::which("nutcracker").and_then(|b| crate::procs::version_of(&b, "-V"));
@@ -344,7 +362,10 @@ impl Session {
             timeout: cfg.run.timeout.0,
             time_limit: cfg.run.time_limit.0,
             threads,
-            workload: cfg.workload.clone(),
+            workload: crate::config::Workload {
+                mget_keys: params.mget_keys.unwrap_or(cfg.workload.mget_keys),
+                ..cfg.workload.clone()
+            },
             keyspace: self.keyspace.clone(),
             seed: cfg.workload.seed,
             cpus: generator,
@@ -451,8 +472,11 @@ pub fn run(cfg: &BenchConfig, progress: &dyn Progress) -> Result<RunOutput> {
             missing_is_failure,
         )?;
         progress.note(&format!(
-            "verified {} keys with the redis crate: {} bad, {} missing",
-            v.checked, v.bad, v.missing
+            "verified {} keys with {}: {} bad, {} missing",
+            v.checked,
+            loader::client_name(cfg.workload.protocol),
+            v.bad,
+            v.missing
         ));
         Some(v)
     } else {

@@ -46,6 +46,12 @@ fn default_backend_count() -> u32 {
 fn default_redis_server() -> String {
     "redis-server".into()
 }
+fn default_memcached() -> String {
+    "memcached".into()
+}
+fn is_default_memcached(s: &str) -> bool {
+    s == "memcached"
+}
 fn default_hash() -> String {
     "fnv1a_64".into()
 }
@@ -168,7 +174,7 @@ pub struct RunSection {
     /// Write every key before measuring, so GETs hit.
     #[serde(default = "default_true")]
     pub preload: bool,
-    /// After the run, read keys back with the redis crate and check them.
+    /// After the run, read keys back (redis crate, or ncbench's memcached client) and check them.
     #[serde(default = "default_true")]
     pub verify: bool,
     /// Hard stop for a cell in `requests` mode.
@@ -212,11 +218,48 @@ impl RunSection {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum BackendKind {
-    /// redis-server when on PATH, else embedded.
+    /// redis-server when on PATH, else embedded; memcached for `protocol = "memcache"`.
     Auto,
     Redis,
+    /// memcached children (`protocol = "memcache"` only).
+    Memcached,
     Embedded,
     External,
+}
+
+impl BackendKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BackendKind::Auto => "auto",
+            BackendKind::Redis => "redis",
+            BackendKind::Memcached => "memcached",
+            BackendKind::Embedded => "embedded",
+            BackendKind::External => "external",
+        }
+    }
+}
+
+/// What the load speaks: RESP to Redis pools, or the memcached ASCII protocol
+/// to memcache pools (`redis: false` in the generated pool config).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Protocol {
+    #[default]
+    Redis,
+    Memcache,
+}
+
+impl Protocol {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Protocol::Redis => "redis",
+            Protocol::Memcache => "memcache",
+        }
+    }
+
+    pub fn is_redis(&self) -> bool {
+        *self == Protocol::Redis
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -231,6 +274,12 @@ pub struct BackendsSection {
     pub addresses: Vec<String>,
     #[serde(default = "default_redis_server")]
     pub redis_server: String,
+    /// The memcached binary (name on PATH or a path), for `protocol = "memcache"`.
+    #[serde(
+        default = "default_memcached",
+        skip_serializing_if = "is_default_memcached"
+    )]
+    pub memcached: String,
 }
 
 fn default_backend_kind() -> BackendKind {
@@ -244,6 +293,7 @@ impl Default for BackendsSection {
             count: 2,
             addresses: Vec::new(),
             redis_server: default_redis_server(),
+            memcached: default_memcached(),
         }
     }
 }
@@ -523,6 +573,18 @@ pub struct Workload {
     pub seed: u64,
     #[serde(default = "default_mix")]
     pub mix: Mix,
+    /// `redis` (default) or `memcache`. Left out of the serialized config when
+    /// redis, so Redis configs keep their fingerprint.
+    #[serde(default, skip_serializing_if = "Protocol::is_redis")]
+    pub protocol: Protocol,
+    /// memcache only: sets carry `noreply`. Nothing comes back for them, so
+    /// they count as done once written and stay out of the latency histograms.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub set_noreply: bool,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 fn default_mode() -> LoopMode {
@@ -560,6 +622,8 @@ impl Default for Workload {
             mget_keys: default_mget_keys(),
             seed: 1,
             mix: default_mix(),
+            protocol: Protocol::Redis,
+            set_noreply: false,
         }
     }
 }
@@ -576,6 +640,9 @@ pub struct Sweep {
     pub connections: Option<Vec<u32>>,
     /// Open-loop rates (requests per second).
     pub rate: Option<Vec<f64>>,
+    /// Keys per multi-get (`mget`), instead of the single `workload.mget_keys`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mget_keys: Option<Vec<u32>>,
 }
 
 /// Picks cells by their parameters; absent keys match anything.
@@ -589,6 +656,8 @@ pub struct Selector {
     pub pipeline: Option<u32>,
     pub connections: Option<u32>,
     pub rate: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mget_keys: Option<u32>,
 }
 
 impl Selector {
@@ -620,6 +689,9 @@ impl Selector {
         if self.rate.is_some() {
             v.push("rate");
         }
+        if self.mget_keys.is_some() {
+            v.push("mget_keys");
+        }
         v
     }
 }
@@ -647,6 +719,9 @@ impl fmt::Display for Selector {
         }
         if let Some(r) = self.rate {
             parts.push(format!("rate={r}"));
+        }
+        if let Some(k) = self.mget_keys {
+            parts.push(format!("mget_keys={k}"));
         }
         if parts.is_empty() {
             f.write_str("*")
@@ -1126,6 +1201,7 @@ impl BenchConfig {
                 "at least one command weight must be positive",
             ));
         }
+        self.validate_protocol()?;
 
         // sweep
         let s = &self.sweep;
@@ -1139,6 +1215,7 @@ impl BenchConfig {
             ("sweep.pipeline", nonempty(&s.pipeline)),
             ("sweep.connections", nonempty(&s.connections)),
             ("sweep.rate", nonempty(&s.rate)),
+            ("sweep.mget_keys", nonempty(&s.mget_keys)),
         ] {
             if !ok {
                 return Err(self.err(key, "must list at least one value (or be left out)"));
@@ -1161,6 +1238,14 @@ impl BenchConfig {
             if let Some(i) = v.iter().position(|n| !(1..=10_000).contains(n)) {
                 return Err(self.err(
                     format!("sweep.connections[{i}]"),
+                    "must be between 1 and 10000",
+                ));
+            }
+        }
+        if let Some(v) = &s.mget_keys {
+            if let Some(i) = v.iter().position(|n| !(1..=10_000).contains(n)) {
+                return Err(self.err(
+                    format!("sweep.mget_keys[{i}]"),
                     "must be between 1 and 10000",
                 ));
             }
@@ -1248,6 +1333,46 @@ impl BenchConfig {
         }
         if c.refine_steps > 20 {
             return Err(self.err("capacity.refine_steps", "must be at most 20"));
+        }
+        Ok(())
+    }
+
+    /// The rules of `workload.protocol` and `workload.set_noreply`.
+    fn validate_protocol(&self) -> Result<(), ConfigError> {
+        let w = &self.workload;
+        let kind = self.backends.kind;
+        match w.protocol {
+            Protocol::Redis => {
+                if w.set_noreply {
+                    return Err(self.err(
+                        "workload.set_noreply",
+                        "only used with workload.protocol = \"memcache\"",
+                    ));
+                }
+                if kind == BackendKind::Memcached {
+                    return Err(self.err(
+                        "backends.kind",
+                        "kind = \"memcached\" needs workload.protocol = \"memcache\"",
+                    ));
+                }
+            }
+            Protocol::Memcache => {
+                if matches!(kind, BackendKind::Redis | BackendKind::Embedded) {
+                    return Err(self.err(
+                        "backends.kind",
+                        format!(
+                            "kind = \"{}\" speaks RESP only; protocol = \"memcache\" needs \"memcached\", \"auto\" or \"external\"",
+                            kind.as_str()
+                        ),
+                    ));
+                }
+                if w.mix.incr > 0 && !self.run.preload {
+                    return Err(self.err(
+                        "workload.mix.incr",
+                        "memcached `incr` needs an existing counter: keep run.preload = true (it writes the counters)",
+                    ));
+                }
+            }
         }
         Ok(())
     }
@@ -1474,6 +1599,65 @@ mod tests {
                 SendLimit(Some(512))
             ]
         );
+    }
+
+    #[test]
+    fn memcache_keys_parse_and_are_checked() {
+        let c = from_toml_str(MIN, "t.toml").unwrap();
+        assert_eq!(c.workload.protocol, Protocol::Redis);
+        assert!(!c.workload.set_noreply);
+        // Redis configs keep their fingerprint: the new keys are not serialized.
+        let json = serde_json::to_string(&c).unwrap();
+        assert!(
+            !json.contains("protocol") && !json.contains("noreply"),
+            "{json}"
+        );
+        assert!(
+            !json.contains("memcached") && !json.contains("mget_keys\":null"),
+            "{json}"
+        );
+        let text = format!(
+            "{MIN}[backends]\nkind = \"memcached\"\n[workload]\nprotocol = \"memcache\"\nset_noreply = true\n[sweep]\nmget_keys = [100, 1000]\n"
+        );
+        let c = from_toml_str(&text, "t.toml").unwrap();
+        assert_eq!(c.workload.protocol, Protocol::Memcache);
+        assert!(c.workload.set_noreply);
+        assert_eq!(c.sweep.mget_keys, Some(vec![100, 1000]));
+
+        let e = err(&format!("{MIN}[workload]\nprotocol = \"memcached\"\n"));
+        assert!(e.starts_with("t.toml: workload.protocol"), "{e}");
+        let e = err(&format!("{MIN}[workload]\nset_noreply = true\n"));
+        assert_eq!(
+            e,
+            "t.toml: workload.set_noreply: only used with workload.protocol = \"memcache\""
+        );
+        let e = err(&format!("{MIN}[backends]\nkind = \"memcached\"\n"));
+        assert_eq!(
+            e,
+            "t.toml: backends.kind: kind = \"memcached\" needs workload.protocol = \"memcache\""
+        );
+        for kind in ["embedded", "redis"] {
+            let e = err(&format!(
+                "{MIN}[backends]\nkind = \"{kind}\"\n[workload]\nprotocol = \"memcache\"\n"
+            ));
+            assert!(
+                e.starts_with(&format!(
+                    "t.toml: backends.kind: kind = \"{kind}\" speaks RESP only"
+                )),
+                "{e}"
+            );
+        }
+        let e = err(&format!(
+            "{MIN}[run]\npreload = false\n[workload]\nprotocol = \"memcache\"\n[workload.mix]\nincr = 1\n"
+        ));
+        assert!(
+            e.starts_with("t.toml: workload.mix.incr: memcached `incr`"),
+            "{e}"
+        );
+        let e = err(&format!("{MIN}[sweep]\nmget_keys = [0]\n"));
+        assert_eq!(e, "t.toml: sweep.mget_keys[0]: must be between 1 and 10000");
+        let e = err(&format!("{MIN}[sweep]\nmget_keys = []\n"));
+        assert!(e.starts_with("t.toml: sweep.mget_keys: must list"), "{e}");
     }
 
     #[test]

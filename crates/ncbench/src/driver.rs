@@ -19,14 +19,19 @@
 //! safe). A pacer OS thread per driver thread wakes connections when requests
 //! fall due, because tokio timers have millisecond resolution.
 //!
+//! memcache `set_noreply`: a noreply set has no reply, so it takes a slot of
+//! the in-flight window only until the write that carries it completes; then
+//! it counts as done (in `ops` and ops/s, at that moment) and never enters
+//! the latency histograms, which hold only requests that have a reply.
+//!
 //! With `[placement] generator`, each driver thread pins itself at its start
 //! (its pacer inherits that), and every thread reports where it may run.
 use crate::affinity::{self, CpuList};
-use crate::config::{Length, LoopMode, Workload};
+use crate::config::{Length, LoopMode, Protocol, Workload};
 use crate::error::{BenchError, Result};
-use crate::resp;
 use crate::stats::ThreadStats;
-use crate::workload::{check, Expect, Generator, Keyspace, Verdict};
+use crate::workload::{check, check_memcache, Expect, Generator, Keyspace, Op, Verdict};
+use crate::{memcache, resp};
 use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::io::{ErrorKind, Read, Write};
@@ -306,6 +311,8 @@ pub fn start(spec: DriveSpec) -> Result<DriveHandle> {
                             thread: t,
                             abort: abort.clone(),
                             notify: notifies[j].clone(),
+                            scratch: Vec::new(),
+                            noreply: NoReply::default(),
                         };
                         tasks.push(tokio::task::spawn_local(conn.run(sock)));
                     }
@@ -418,6 +425,23 @@ struct Conn {
     thread: usize,
     abort: Arc<AtomicBool>,
     notify: Arc<Notify>,
+    /// Reused by the memcache multi-get check.
+    scratch: Vec<(u32, bool)>,
+    noreply: NoReply,
+}
+
+/// Noreply requests in the write buffer, not yet fully written.
+#[derive(Default)]
+struct NoReply {
+    unwritten: usize,
+    /// Of those, the ones issued inside the measured window.
+    measured: u64,
+}
+
+/// One reply, in the protocol of the run.
+enum Parsed<'a> {
+    Resp(resp::Reply<'a>),
+    Memcache(memcache::Reply<'a>),
 }
 
 const READ_BUF: usize = 64 * 1024;
@@ -473,7 +497,7 @@ impl Conn {
                 }
             }
             if let Some(stop) = stopped_at {
-                if pending.is_empty() {
+                if pending.is_empty() && wbuf.is_empty() {
                     break;
                 }
                 if now >= stop + self.plan.timeout_ns || sock.is_none() {
@@ -505,18 +529,14 @@ impl Conn {
                 let start_len = wbuf.len();
                 match self.plan.open {
                     None => {
-                        while pending.len() < self.plan.pipeline
+                        while pending.len() + self.noreply.unwritten < self.plan.pipeline
                             && self
                                 .plan
                                 .quota
                                 .is_none_or(|q| measured_sent < q || now < self.plan.warm_ns)
                         {
                             let exp = self.gen.next_request(&mut wbuf, &mut keyq);
-                            pending.push_back(Pending {
-                                exp,
-                                t_intended: now,
-                                t_sent: now,
-                            });
+                            self.issued(&mut pending, exp, now, now);
                             if now >= self.plan.warm_ns {
                                 measured_sent += 1;
                             }
@@ -525,7 +545,7 @@ impl Conn {
                     Some((first, step)) => {
                         // Borrow the thread's stats once for the whole batch.
                         let mut st = self.stats.borrow_mut();
-                        while pending.len() < self.plan.pipeline {
+                        while pending.len() + self.noreply.unwritten < self.plan.pipeline {
                             let due = (first + next_due as f64 * step) as u64;
                             if due > now || self.plan.end_ns.is_some_and(|e| due >= e) {
                                 break;
@@ -536,11 +556,16 @@ impl Conn {
                                 break;
                             }
                             let exp = self.gen.next_request(&mut wbuf, &mut keyq);
-                            pending.push_back(Pending {
-                                exp,
-                                t_intended: due,
-                                t_sent: now,
-                            });
+                            if self.ks.expects_reply(&exp) {
+                                pending.push_back(Pending {
+                                    exp,
+                                    t_intended: due,
+                                    t_sent: now,
+                                });
+                            } else {
+                                self.noreply.unwritten += 1;
+                                self.noreply.measured += u64::from(self.in_window(due));
+                            }
                             if due >= self.plan.warm_ns {
                                 measured_sent += 1;
                                 st.lag.saturating_record((now - due).max(1));
@@ -562,6 +587,7 @@ impl Conn {
                         if wpos == wbuf.len() {
                             wbuf.clear();
                             wpos = 0;
+                            self.noreply_written();
                         } else {
                             want_write = true;
                         }
@@ -581,6 +607,13 @@ impl Conn {
                         continue;
                     }
                 }
+            }
+
+            // Only noreply requests were out and all are written: nothing will
+            // wake us, so issue more (closed loop) after letting others run.
+            if pending.is_empty() && wbuf.is_empty() && self.plan.open.is_none() {
+                tokio::task::yield_now().await;
+                continue;
             }
 
             // Timer: only needed to end a run or a drain when no reply wakes us.
@@ -679,16 +712,26 @@ impl Conn {
         let mut st = self.stats.borrow_mut();
         let mut n_replies = 0u64;
         while pos < buf.len() {
-            let (reply, used) = match resp::parse(&buf[pos..]) {
-                Ok(Some(x)) => x,
-                Ok(None) => break,
-                Err(e) => return Err(e.to_string()),
+            let parsed = match self.ks.protocol {
+                Protocol::Redis => resp::parse(&buf[pos..])
+                    .map(|o| o.map(|(r, n)| (Parsed::Resp(r), n)))
+                    .map_err(|e| e.to_string()),
+                Protocol::Memcache => memcache::parse(&buf[pos..])
+                    .map(|o| o.map(|(r, n)| (Parsed::Memcache(r), n)))
+                    .map_err(|e| e.to_string()),
+            };
+            let (reply, used) = match parsed? {
+                Some(x) => x,
+                None => break,
             };
             let Some(p) = pending.pop_front() else {
                 return Err("a reply arrived with no request outstanding".into());
             };
             n_replies += 1;
-            let verdict = check(&self.ks, &p.exp, &reply, keyq);
+            let verdict = match &reply {
+                Parsed::Resp(r) => check(&self.ks, &p.exp, r, keyq),
+                Parsed::Memcache(r) => check_memcache(&self.ks, &p.exp, r, keyq, &mut self.scratch),
+            };
             if self.in_window(p.t_intended) {
                 st.completed += 1;
                 st.ops[p.exp.op as usize] += 1;
@@ -732,12 +775,46 @@ impl Conn {
         Ok(pos)
     }
 
+    /// Books a request just encoded: it waits for its reply, or (noreply)
+    /// until the write that carries it completes.
+    #[inline]
+    fn issued(&mut self, pending: &mut VecDeque<Pending>, exp: Expect, due: u64, now: u64) {
+        if self.ks.expects_reply(&exp) {
+            pending.push_back(Pending {
+                exp,
+                t_intended: due,
+                t_sent: now,
+            });
+        } else {
+            self.noreply.unwritten += 1;
+            self.noreply.measured += u64::from(self.in_window(due));
+        }
+    }
+
+    /// The write buffer went out whole: its noreply requests are done.
+    fn noreply_written(&mut self) {
+        let nr = std::mem::take(&mut self.noreply);
+        if nr.unwritten == 0 {
+            return;
+        }
+        if nr.measured > 0 {
+            let now = self.now_ns();
+            let mut st = self.stats.borrow_mut();
+            st.completed += nr.measured;
+            st.ops[Op::Set as usize] += nr.measured;
+            st.last_reply_ns = now;
+        }
+        self.progress[self.thread].fetch_add(nr.unwritten as u64, Ordering::Relaxed);
+    }
+
     fn lose_all(&mut self, pending: &mut VecDeque<Pending>, keyq: &mut VecDeque<u32>, why: &str) {
+        let unwritten = std::mem::take(&mut self.noreply).measured;
         let mut st = self.stats.borrow_mut();
-        let lost = pending
-            .iter()
-            .filter(|p| self.in_window(p.t_intended))
-            .count() as u64;
+        let lost = unwritten
+            + pending
+                .iter()
+                .filter(|p| self.in_window(p.t_intended))
+                .count() as u64;
         st.lost += lost;
         if lost > 0 && st.first_problem.is_none() {
             st.first_problem = Some(format!("{lost} replies lost from {}: {why}", self.addr));

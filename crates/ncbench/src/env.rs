@@ -18,6 +18,9 @@ pub struct Environment {
     /// Debug builds are far slower; such numbers are no baseline for release ones.
     pub debug_build: bool,
     pub redis_server: Option<String>,
+    /// `memcached -V` of the memcache backends; absent in Redis runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memcached: Option<String>,
     pub nutcracker: Option<String>,
     /// Hash of cpu model, cpu count, kernel and build profile.
     pub fingerprint: String,
@@ -111,6 +114,7 @@ impl Environment {
             ncbench_version: env!("CARGO_PKG_VERSION").to_string(),
             debug_build,
             redis_server: None,
+            memcached: None,
             nutcracker: None,
             fingerprint,
             placement: None,

@@ -65,6 +65,7 @@ fn paired(n: &CellParams, d: &CellParams, free: &[&str]) -> bool {
         && same("pipeline", n.pipeline == d.pipeline)
         && same("connections", n.connections == d.connections)
         && same("rate", n.rate == d.rate)
+        && same("mget_keys", n.mget_keys == d.mget_keys)
 }
 
 /// The median over trials of the per-trial ratio (paired by trial index).
@@ -321,6 +322,7 @@ mod tests {
                 pipeline: 16,
                 connections: 50,
                 rate: None,
+                mget_keys: None,
             },
             how: String::new(),
             skipped: None,

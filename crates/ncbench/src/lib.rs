@@ -4,12 +4,13 @@
 //! Layout:
 //! - `config` (TOML, validation with file + key errors) and `units`;
 //! - `affinity` (`[placement]`: CPU lists, pinning threads and children, /proc readback);
-//! - `workload` (seeded generators, request encoding, reply checking) and
-//!   `resp` (the driver's reply scanner);
+//! - `workload` (seeded generators, request encoding, reply checking, RESP
+//!   or memcache) and `resp` / `memcache` (the driver's reply scanners);
 //! - `driver` (threads × current-thread runtimes, closed and open loop,
 //!   intended-time latency) and `stats` (hdrhistogram per thread, merged);
 //! - `target`, `procs`, `embedded`, `inproc` (backends and targets),
-//!   `scrape` (proxy stats JSON), `loader` (preload and verify with the redis crate);
+//!   `scrape` (proxy stats JSON), `loader` (preload and verify with the redis
+//!   crate, or its own small memcached client);
 //! - `bench` (cells, trials, verdict), `capacity` (rate search), `gate`
 //!   (ratio/bound gates, baseline comparison);
 //! - `report` (table), `export` (JSON, CSV, HDR logs), `plot` (SVG/HTML),
@@ -32,6 +33,7 @@ pub mod export;
 pub mod gate;
 pub mod inproc;
 pub mod loader;
+pub mod memcache;
 pub mod plot;
 pub mod procs;
 pub mod progress;

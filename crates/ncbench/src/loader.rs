@@ -6,11 +6,19 @@
 //! modula, or `direct` connections spread over the backends) finds it. After
 //! the run, keys are read back from every backend: each value must be nil
 //! (deleted by the workload) or a well-formed value for that very key.
-use crate::config::Workload;
+//!
+//! memcache: the same steps with [`McClient`], a small blocking memcached
+//! ASCII client written for this (pipelined `set`s in chunks, `flush_all`,
+//! multi-key `get`), which shares no parsing with the driver's scanner. It
+//! also writes the INCR counters (`0`), since memcached's `incr` does not
+//! create missing keys.
+use crate::config::{Protocol, Workload};
 use crate::error::{BenchError, Result};
 use crate::workload::{splitmix64, Keyspace};
 use serde::{Deserialize, Serialize};
-use std::net::SocketAddr;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::Duration;
 
 const CHUNK: u32 = 1000;
 /// Writer nonce of preloaded values (connections use other nonces).
@@ -32,9 +40,21 @@ fn value_len(ks: &Keyspace, seed: u64, key: u32) -> usize {
     }
 }
 
-/// Writes every key (and resets the counters) on every backend. `flush` empties
-/// backends ncbench started itself first; external ones are never flushed.
+/// The client the loader and verifier use, for messages.
+pub fn client_name(p: Protocol) -> &'static str {
+    match p {
+        Protocol::Redis => "the redis crate",
+        Protocol::Memcache => "ncbench's memcached client",
+    }
+}
+
+/// Writes every key on every backend (memcache: and the INCR counters, at 0).
+/// `flush` empties backends ncbench started itself first; external ones are
+/// never flushed.
 pub fn preload(addrs: &[SocketAddr], ks: &Keyspace, w: &Workload, flush: bool) -> Result<u64> {
+    if ks.protocol == Protocol::Memcache {
+        return preload_memcache(addrs, ks, w, flush);
+    }
     let mut written = 0;
     for &addr in addrs {
         let mut con = connect(addr)?;
@@ -97,31 +117,196 @@ pub fn verify(
     let stride = (n / sample.max(1)).max(1);
     let keys: Vec<u32> = (0..n).step_by(stride as usize).map(|k| k as u32).collect();
     for &addr in addrs {
-        let mut con = connect(addr)?;
-        for chunk in keys.chunks(CHUNK as usize) {
-            let names: Vec<Vec<u8>> = chunk.iter().map(|&k| ks.key(k)).collect();
-            let vals: Vec<Option<Vec<u8>>> = redis::cmd("MGET")
-                .arg(&names)
-                .query(&mut con)
-                .map_err(|e| BenchError::setup(format!("verifying {addr}: {e}")))?;
-            for (&k, v) in chunk.iter().zip(vals) {
-                r.checked += 1;
-                match v {
-                    None => r.missing += 1,
-                    Some(v) if ks.value_ok(k, &v) => {}
-                    Some(v) => {
-                        r.bad += 1;
-                        if r.first_bad.is_none() {
-                            r.first_bad = Some(format!(
-                                "{addr}: key {} holds {:?}",
-                                String::from_utf8_lossy(&ks.key(k)),
-                                String::from_utf8_lossy(&v[..v.len().min(40)])
-                            ));
-                        }
+        match ks.protocol {
+            Protocol::Redis => {
+                let mut con = connect(addr)?;
+                for chunk in keys.chunks(CHUNK as usize) {
+                    let names: Vec<Vec<u8>> = chunk.iter().map(|&k| ks.key(k)).collect();
+                    let vals: Vec<Option<Vec<u8>>> = redis::cmd("MGET")
+                        .arg(&names)
+                        .query(&mut con)
+                        .map_err(|e| BenchError::setup(format!("verifying {addr}: {e}")))?;
+                    for (&k, v) in chunk.iter().zip(vals) {
+                        r.record(addr, ks, k, v);
+                    }
+                }
+            }
+            Protocol::Memcache => {
+                let mut con = McClient::connect(addr)?;
+                for chunk in keys.chunks(CHUNK as usize) {
+                    let names: Vec<Vec<u8>> = chunk.iter().map(|&k| ks.key(k)).collect();
+                    let vals = con.get_many(&names)?;
+                    for (&k, v) in chunk.iter().zip(vals) {
+                        r.record(addr, ks, k, v);
                     }
                 }
             }
         }
     }
     Ok(r)
+}
+
+impl VerifyResult {
+    fn record(&mut self, addr: SocketAddr, ks: &Keyspace, k: u32, v: Option<Vec<u8>>) {
+        self.checked += 1;
+        match v {
+            None => self.missing += 1,
+            Some(v) if ks.value_ok(k, &v) => {}
+            Some(v) => {
+                self.bad += 1;
+                if self.first_bad.is_none() {
+                    self.first_bad = Some(format!(
+                        "{addr}: key {} holds {:?}",
+                        String::from_utf8_lossy(&ks.key(k)),
+                        String::from_utf8_lossy(&v[..v.len().min(40)])
+                    ));
+                }
+            }
+        }
+    }
+}
+
+fn preload_memcache(addrs: &[SocketAddr], ks: &Keyspace, w: &Workload, flush: bool) -> Result<u64> {
+    let mut written = 0;
+    for &addr in addrs {
+        let mut con = McClient::connect(addr)?;
+        if flush {
+            con.flush_all()?;
+        }
+        let n = ks.keys as u32;
+        let mut start = 0u32;
+        while start < n {
+            let end = start.saturating_add(CHUNK).min(n);
+            let mut items: Vec<(Vec<u8>, Vec<u8>)> = (start..end)
+                .map(|k| {
+                    let v = ks.value(k, LOADER_NONCE, value_len(ks, w.seed, k));
+                    (ks.key(k), v)
+                })
+                .collect();
+            if w.mix.incr > 0 {
+                items.extend((start..end).map(|k| (ks.counter_key(k), b"0".to_vec())));
+            }
+            con.set_many(&items)?;
+            written += (end - start) as u64;
+            start = end;
+        }
+    }
+    Ok(written)
+}
+
+/// A minimal blocking memcached ASCII client for preload and verify.
+pub struct McClient {
+    addr: SocketAddr,
+    r: BufReader<TcpStream>,
+    w: TcpStream,
+}
+
+impl McClient {
+    pub fn connect(addr: SocketAddr) -> Result<McClient> {
+        let fail = |e: std::io::Error| BenchError::setup(format!("cannot connect to {addr}: {e}"));
+        let s = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).map_err(fail)?;
+        s.set_read_timeout(Some(Duration::from_secs(30)))
+            .map_err(fail)?;
+        s.set_nodelay(true).map_err(fail)?;
+        let w = s.try_clone().map_err(fail)?;
+        Ok(McClient {
+            addr,
+            r: BufReader::with_capacity(64 * 1024, s),
+            w,
+        })
+    }
+
+    fn io(&self, what: &str, e: impl std::fmt::Display) -> BenchError {
+        BenchError::setup(format!("memcached {what} on {}: {e}", self.addr))
+    }
+
+    /// One reply line without its CRLF.
+    fn line(&mut self) -> Result<String> {
+        let mut l = String::new();
+        match self.r.read_line(&mut l) {
+            Ok(0) => Err(self.io("read", "connection closed")),
+            Ok(_) if l.ends_with("\r\n") => {
+                l.truncate(l.len() - 2);
+                Ok(l)
+            }
+            Ok(_) => Err(self.io("read", format!("line without CRLF: {l:?}"))),
+            Err(e) => Err(self.io("read", e)),
+        }
+    }
+
+    pub fn flush_all(&mut self) -> Result<()> {
+        self.w
+            .write_all(b"flush_all\r\n")
+            .map_err(|e| self.io("flush_all", e))?;
+        match self.line()?.as_str() {
+            "OK" => Ok(()),
+            other => Err(self.io("flush_all", format!("replied {other:?}"))),
+        }
+    }
+
+    /// Pipelines one `set` per item, then reads every `STORED`.
+    pub fn set_many(&mut self, items: &[(Vec<u8>, Vec<u8>)]) -> Result<()> {
+        let mut buf = Vec::new();
+        for (k, v) in items {
+            buf.extend_from_slice(b"set ");
+            buf.extend_from_slice(k);
+            buf.extend_from_slice(format!(" 0 0 {}\r\n", v.len()).as_bytes());
+            buf.extend_from_slice(v);
+            buf.extend_from_slice(b"\r\n");
+        }
+        self.w.write_all(&buf).map_err(|e| self.io("set", e))?;
+        for _ in items {
+            let l = self.line()?;
+            if l != "STORED" {
+                return Err(self.io("set", format!("replied {l:?}")));
+            }
+        }
+        Ok(())
+    }
+
+    /// `get k1 .. kN`: each key's value, `None` when memcached has none.
+    pub fn get_many(&mut self, keys: &[Vec<u8>]) -> Result<Vec<Option<Vec<u8>>>> {
+        let mut req = b"get".to_vec();
+        for k in keys {
+            req.push(b' ');
+            req.extend_from_slice(k);
+        }
+        req.extend_from_slice(b"\r\n");
+        self.w.write_all(&req).map_err(|e| self.io("get", e))?;
+        let mut out: Vec<Option<Vec<u8>>> = vec![None; keys.len()];
+        loop {
+            let l = self.line()?;
+            if l == "END" {
+                return Ok(out);
+            }
+            let parts: Vec<&str> = l.split(' ').collect();
+            let (key, len) = match parts.as_slice() {
+                ["VALUE", key, _flags, len, ..] => match len.parse::<usize>() {
+                    Ok(n) => (key.as_bytes().to_vec(), n),
+                    Err(_) => return Err(self.io("get", format!("bad VALUE line {l:?}"))),
+                },
+                _ => return Err(self.io("get", format!("replied {l:?}"))),
+            };
+            let mut data = vec![0u8; len + 2];
+            self.r
+                .read_exact(&mut data)
+                .map_err(|e| self.io("get", e))?;
+            if !data.ends_with(b"\r\n") {
+                return Err(self.io("get", "value without CRLF"));
+            }
+            data.truncate(len);
+            match keys.iter().position(|k| *k == key) {
+                Some(i) if out[i].is_none() => out[i] = Some(data),
+                _ => {
+                    return Err(self.io(
+                        "get",
+                        format!(
+                            "VALUE for a key not asked for: {:?}",
+                            String::from_utf8_lossy(&key)
+                        ),
+                    ))
+                }
+            }
+        }
+    }
 }

@@ -1,4 +1,4 @@
-//! Child processes ncbench starts: redis-server backends, nutcracker and the
+//! Child processes ncbench starts: redis-server or memcached backends, nutcracker and the
 //! ncproxy binary. Each is killed (and reaped) when its guard drops, so a run
 //! that fails half-way leaves nothing listening. Each starts on the CPUs
 //! `[placement]` gives its role, if any.
@@ -131,6 +131,57 @@ pub fn start_redis(binary: &Path, cpus: Option<&CpuList>) -> Result<(ChildGuard,
     Ok((g, addr))
 }
 
+/// Starts `memcached -p P -l 127.0.0.1 -U 0` (plus `-u root` when running as
+/// root, which memcached otherwise refuses) on a free loopback port, with
+/// `-m 1024` and an item size limit (`-I`) that fits `max_value` bytes, on
+/// `cpus` when given.
+pub fn start_memcached(
+    binary: &Path,
+    max_value: u64,
+    cpus: Option<&CpuList>,
+) -> Result<(ChildGuard, SocketAddr)> {
+    let port = free_port()?;
+    let mut cmd = Command::new(binary);
+    cmd.args([
+        "-p",
+        &port.to_string(),
+        "-l",
+        "127.0.0.1",
+        "-U",
+        "0",
+        "-m",
+        "1024",
+        "-I",
+        &memcached_item_limit(max_value),
+        "-c",
+        "4096",
+    ]);
+    if running_as_root() {
+        cmd.args(["-u", "root"]);
+    }
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let mut g = spawn_guarded(&mut cmd, binary, format!("memcached :{port}"), cpus)?;
+    let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+    wait_listening(addr, &mut g, Duration::from_secs(10))?;
+    Ok((g, addr))
+}
+
+/// Whether this process runs with effective uid 0 (`/proc/self` belongs to
+/// the effective user).
+fn running_as_root() -> bool {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
+}
+
+/// memcached's `-I` for values up to `max_value` bytes: whole MiB, with room
+/// for the item header and key, at least memcached's default of 1m.
+pub fn memcached_item_limit(max_value: u64) -> String {
+    let mib = (max_value + 4096).div_ceil(1 << 20).max(1);
+    format!("{mib}m")
+}
+
 /// Starts a nutcracker-compatible proxy binary (nutcracker or ncproxy) with the
 /// config text `yaml`, stats on a free port, on `cpus` when given. `extra`
 /// adds flags (`--workers`).
@@ -149,6 +200,9 @@ pub fn start_proxy_binary(
     let conf = workdir.join(format!("{name}-{}.yml", listen.port()));
     std::fs::write(&conf, yaml).map_err(|e| BenchError::io(&conf, e))?;
     let log = workdir.join(format!("{name}-{}.log", listen.port()));
+    // Config errors go to stderr before the log is opened: keep them too.
+    let err_path = workdir.join(format!("{name}-{}.stderr", listen.port()));
+    let stderr = std::fs::File::create(&err_path).map_err(|e| BenchError::io(&err_path, e))?;
     let stats_port = free_port()?;
     let mut cmd = Command::new(binary);
     cmd.arg("-c")
@@ -168,12 +222,19 @@ pub fn start_proxy_binary(
         .args(extra)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
-        .stderr(Stdio::null());
+        .stderr(stderr);
     let mut g = spawn_guarded(&mut cmd, binary, format!("{name} :{}", listen.port()), cpus)?;
     if let Err(e) = wait_listening(listen, &mut g, Duration::from_secs(10)) {
-        let tail = std::fs::read_to_string(&log).unwrap_or_default();
-        let tail: String = tail.lines().rev().take(3).collect::<Vec<_>>().join(" | ");
-        return Err(BenchError::setup(format!("{e}; log: {tail}")));
+        let tail = |p: &Path| {
+            let text = std::fs::read_to_string(p).unwrap_or_default();
+            text.lines().rev().take(3).collect::<Vec<_>>().join(" | ")
+        };
+        let mut msg = format!("{e}; log: {}", tail(&log));
+        let err = tail(&err_path);
+        if !err.is_empty() {
+            msg.push_str(&format!("; stderr: {err}"));
+        }
+        return Err(BenchError::setup(msg));
     }
     let stats: SocketAddr = ([127, 0, 0, 1], stats_port).into();
     // The stats thread may start a moment after the listener.

@@ -144,9 +144,14 @@ pub fn table(r: &RunResult) -> String {
         let _ = writeln!(s, "stopped: {}", cap.stopped);
     }
     if let Some(v) = &r.verify {
+        // Results store the config as JSON; memcache runs carry workload.protocol.
+        let client = match r.config["workload"]["protocol"].as_str() {
+            Some("memcache") => "memcached client",
+            _ => "redis crate",
+        };
         let _ = writeln!(
             s,
-            "data check (redis crate): {} keys read back, {} bad, {} missing",
+            "data check ({client}): {} keys read back, {} bad, {} missing",
             v.checked, v.bad, v.missing
         );
     }

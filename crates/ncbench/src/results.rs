@@ -28,6 +28,9 @@ pub struct CellParams {
     pub pipeline: u32,
     pub connections: u32,
     pub rate: Option<f64>,
+    /// Keys per multi-get, only when `sweep.mget_keys` varies it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mget_keys: Option<u32>,
 }
 
 /// Ratios of a cell to the reference cell.

@@ -6,9 +6,15 @@
 //! an external address, or the backends themselves (`direct`, the physical limit).
 //! Backends start on `[placement] backends`, proxies on `[placement] proxies`;
 //! each records where it was actually allowed to run.
+//!
+//! memcache (`workload.protocol = "memcache"`): the backends are memcached
+//! children, the generated pool says `redis: false`, and an ncproxy that
+//! refuses memcache pools at start counts as unavailable (an `optional`
+//! target is then skipped), so configs turn on by themselves once it serves them.
 use crate::affinity::CpuList;
 use crate::config::{
-    BackendKind, BackendsSection, ProxySection, SendLimit, SendMode, TargetKind, TargetSpec,
+    BackendKind, BackendsSection, Protocol, ProxySection, SendLimit, SendMode, TargetKind,
+    TargetSpec,
 };
 use crate::embedded::{self, EmbeddedBackends};
 use crate::error::{BenchError, Result};
@@ -20,14 +26,17 @@ use std::path::{Path, PathBuf};
 /// The backends of a run.
 pub struct Backends {
     pub addrs: Vec<SocketAddr>,
-    /// `redis-server`, `embedded` or `external`.
+    /// `redis-server`, `memcached`, `embedded` or `external`.
     pub kind: &'static str,
-    /// `redis-server --version` when started by us.
+    /// What they speak.
+    pub protocol: Protocol,
+    /// `redis-server --version` (or `memcached -V`) when started by us.
     pub version: Option<String>,
     /// Whether ncbench owns them (and may flush them).
     pub owned: bool,
     /// (process or thread, its `Cpus_allowed_list`) for each backend ncbench started.
     pub cpus_observed: Vec<(String, String)>,
+    /// redis-server or memcached children.
     _redis: Vec<ChildGuard>,
     _embedded: Option<EmbeddedBackends>,
 }
@@ -41,10 +50,19 @@ impl std::fmt::Debug for Backends {
     }
 }
 
-/// Starts (or resolves) the backends described by `[backends]`; the ones
-/// ncbench starts run on `cpus` when given.
-pub fn start_backends(cfg: &BackendsSection, cpus: Option<&CpuList>) -> Result<Backends> {
+/// Starts (or resolves) the backends described by `[backends]`, speaking
+/// `protocol`, sized for values up to `max_value` bytes; the ones ncbench
+/// starts run on `cpus` when given.
+pub fn start_backends(
+    cfg: &BackendsSection,
+    protocol: Protocol,
+    max_value: u64,
+    cpus: Option<&CpuList>,
+) -> Result<Backends> {
     let count = cfg.count as usize;
+    if protocol == Protocol::Memcache && cfg.kind != BackendKind::External {
+        return start_memcached(cfg, max_value, cpus);
+    }
     let redis_bin = procs::which(&cfg.redis_server);
     let use_redis = match cfg.kind {
         BackendKind::External => {
@@ -55,6 +73,7 @@ pub fn start_backends(cfg: &BackendsSection, cpus: Option<&CpuList>) -> Result<B
             return Ok(Backends {
                 addrs,
                 kind: "external",
+                protocol,
                 version: None,
                 owned: false,
                 cpus_observed: Vec::new(),
@@ -63,6 +82,11 @@ pub fn start_backends(cfg: &BackendsSection, cpus: Option<&CpuList>) -> Result<B
             });
         }
         BackendKind::Embedded => false,
+        BackendKind::Memcached => {
+            return Err(BenchError::setup(
+                "backends.kind = \"memcached\" needs workload.protocol = \"memcache\"",
+            ))
+        }
         BackendKind::Redis => {
             if redis_bin.is_none() {
                 return Err(BenchError::setup(format!(
@@ -86,6 +110,7 @@ pub fn start_backends(cfg: &BackendsSection, cpus: Option<&CpuList>) -> Result<B
         Ok(Backends {
             addrs,
             kind: "redis-server",
+            protocol,
             // "Redis server v=7.0.15 sha=..." -> "redis-server 7.0.15".
             version: procs::version_of(&bin, "--version").map(|v| {
                 v.split_whitespace()
@@ -106,6 +131,7 @@ pub fn start_backends(cfg: &BackendsSection, cpus: Option<&CpuList>) -> Result<B
         Ok(Backends {
             addrs: e.addrs.clone(),
             kind: "embedded",
+            protocol,
             version: Some("ncbench embedded RESP backend".into()),
             owned: true,
             cpus_observed: vec![("embedded backend".into(), e.cpus_allowed.clone())],
@@ -113,6 +139,41 @@ pub fn start_backends(cfg: &BackendsSection, cpus: Option<&CpuList>) -> Result<B
             _embedded: Some(e),
         })
     }
+}
+
+/// `count` memcached children (kind `auto` or `memcached` with protocol memcache).
+fn start_memcached(
+    cfg: &BackendsSection,
+    max_value: u64,
+    cpus: Option<&CpuList>,
+) -> Result<Backends> {
+    let Some(bin) = procs::which(&cfg.memcached) else {
+        return Err(BenchError::setup(format!(
+            "workload.protocol = \"memcache\" but `{}` is not on PATH (apt-get install memcached, or set backends.memcached)",
+            cfg.memcached
+        )));
+    };
+    let mut guards = Vec::with_capacity(cfg.count as usize);
+    let mut addrs = Vec::with_capacity(cfg.count as usize);
+    for _ in 0..cfg.count {
+        let (g, a) = procs::start_memcached(&bin, max_value, cpus)?;
+        guards.push(g);
+        addrs.push(a);
+    }
+    Ok(Backends {
+        addrs,
+        kind: "memcached",
+        protocol: Protocol::Memcache,
+        // "memcached 1.6.18".
+        version: procs::version_of(&bin, "-V"),
+        owned: true,
+        cpus_observed: guards
+            .iter()
+            .map(|g| (g.name.clone(), g.cpus_allowed()))
+            .collect(),
+        _redis: guards,
+        _embedded: None,
+    })
 }
 
 /// Resolves `host:port` to one socket address.
@@ -186,10 +247,11 @@ impl RunningTarget {
     }
 }
 
-/// The pool config ncbench generates for a proxy target.
+/// The pool config ncbench generates for a proxy target (`redis: false` for memcache).
 pub fn proxy_yaml(
     listen: SocketAddr,
     proxy: &ProxySection,
+    protocol: Protocol,
     backends: &[SocketAddr],
     knobs: Option<Knobs>,
 ) -> String {
@@ -198,7 +260,7 @@ pub fn proxy_yaml(
     y.push_str(&format!("  listen: {listen}\n"));
     y.push_str(&format!("  hash: {}\n", proxy.hash));
     y.push_str(&format!("  distribution: {}\n", proxy.distribution));
-    y.push_str("  redis: true\n");
+    y.push_str(&format!("  redis: {}\n", protocol.is_redis()));
     if proxy.timeout_ms > 0 {
         y.push_str(&format!("  timeout: {}\n", proxy.timeout_ms));
     }
@@ -295,7 +357,7 @@ pub fn start_target(
             };
             let listen: SocketAddr = ([127, 0, 0, 1], procs::free_port()?).into();
             // nutcracker has no send-path knobs: it always batches up to 128 iovecs.
-            let yaml = proxy_yaml(listen, proxy, &backends.addrs, None);
+            let yaml = proxy_yaml(listen, proxy, backends.protocol, &backends.addrs, None);
             let (g, stats) = procs::start_proxy_binary(&bin, &yaml, listen, &[], workdir, cpus)?;
             let version = procs::version_of(&bin, "-V").unwrap_or_else(|| "nutcracker".into());
             Ok(RunningTarget {
@@ -309,7 +371,7 @@ pub fn start_target(
         }
         TargetKind::Ncproxy | TargetKind::NcproxyBin => {
             let listen: SocketAddr = ([127, 0, 0, 1], procs::free_port()?).into();
-            let yaml = proxy_yaml(listen, proxy, &backends.addrs, knobs);
+            let yaml = proxy_yaml(listen, proxy, backends.protocol, &backends.addrs, knobs);
             let workers = spec.workers.unwrap_or(proxy.workers);
             let busy_poll_us = spec.busy_poll_us.unwrap_or(proxy.busy_poll_us);
             let settings = match busy_poll_us {
@@ -318,7 +380,7 @@ pub fn start_target(
             };
             if spec.kind == TargetKind::Ncproxy {
                 if let Some(r) = crate::inproc::start(&yaml, listen, workers, busy_poll_us, cpus) {
-                    let p = r?;
+                    let p = r.map_err(refused_memcache)?;
                     let name = format!("ncproxy in-process :{}", listen.port());
                     return Ok(RunningTarget {
                         addrs: vec![listen],
@@ -344,7 +406,8 @@ pub fn start_target(
             if busy_poll_us > 0 {
                 extra.extend(["--busy-poll".to_string(), busy_poll_us.to_string()]);
             }
-            let (g, stats) = procs::start_proxy_binary(&bin, &yaml, listen, &extra, workdir, cpus)?;
+            let (g, stats) = procs::start_proxy_binary(&bin, &yaml, listen, &extra, workdir, cpus)
+                .map_err(refused_memcache)?;
             Ok(RunningTarget {
                 addrs: vec![listen],
                 stats: Some(stats),
@@ -361,6 +424,22 @@ pub fn start_target(
     }
 }
 
+/// What ncproxy says when it does not serve memcache pools (nc_proxy's
+/// `MemcachedPool` error): that ncproxy is unavailable for this run, not broken.
+pub const MEMCACHE_REFUSAL: &str = "is a memcached pool (redis: false)";
+
+fn refused_memcache(error: BenchError) -> StartError {
+    let unavailable = error.to_string().contains(MEMCACHE_REFUSAL);
+    let error = if unavailable {
+        BenchError::setup(format!(
+            "this ncproxy does not serve memcache pools yet ({error})"
+        ))
+    } else {
+        error
+    };
+    StartError { unavailable, error }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -373,8 +452,9 @@ mod tests {
             "127.0.0.1:7002".parse().unwrap(),
         ];
         let listen = "127.0.0.1:9000".parse().unwrap();
-        let y = proxy_yaml(listen, &p, &b, None);
+        let y = proxy_yaml(listen, &p, Protocol::Redis, &b, None);
         assert!(y.starts_with("bench:\n  listen: 127.0.0.1:9000\n"));
+        assert!(y.contains("  redis: true\n"));
         assert!(y.contains("    - 127.0.0.1:7002:1 s1\n"));
         assert!(!y.contains("send_mode"));
         let k = Knobs {
@@ -382,7 +462,8 @@ mod tests {
             iov_max: 16,
             send_limit: SendLimit(Some(4096)),
         };
-        let y = proxy_yaml(listen, &p, &b, Some(k));
+        let y = proxy_yaml(listen, &p, Protocol::Memcache, &b, Some(k));
+        assert!(y.contains("  redis: false\n"));
         assert!(y.contains("  send_mode: per_message\n  iov_max: 16\n  send_limit: 4096\n"));
     }
 }

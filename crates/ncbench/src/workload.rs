@@ -11,7 +11,18 @@
 //! nil or a value whose tag names the key that was asked for, with the filler
 //! intact, so a reply delivered to the wrong request, or a corrupted one, is a
 //! mismatch. SET must answer `+OK`, INCR a positive integer, DEL 0 or 1.
-use crate::config::{KeyDistribution, Mix, Workload};
+//!
+//! memcache (`workload.protocol = "memcache"`) keeps the same keys, values and
+//! checks in the memcached ASCII protocol: `get k`, `get k1 .. kN` (the mix's
+//! mget), `set k 0 0 n [noreply]`, `delete k`, `incr c 1`. A get's VALUE
+//! block must name its key and hold a value for it; every VALUE block of a
+//! multi-get must belong to a key that was asked for (each at most as often as
+//! asked; order is free, as a proxy merges per-server fragments), with its
+//! value tagged for that key. SET must answer `STORED` (nothing, with
+//! `set_noreply`), DELETE `DELETED` or `NOT_FOUND`, INCR a positive number
+//! (the loader writes the counters, since memcached's incr does not create them).
+use crate::config::{KeyDistribution, Mix, Protocol, Workload};
+use crate::memcache;
 use crate::resp::Reply;
 use rand::{RngCore, SeedableRng};
 use rand_xoshiro::Xoshiro256PlusPlus;
@@ -112,6 +123,9 @@ pub struct Keyspace {
     /// `$<keylen+2>\r\n` for counter keys (`<prefix>c:<hex>`).
     ctr_hdr: Vec<u8>,
     filler: Vec<u8>,
+    pub protocol: Protocol,
+    /// memcache sets carry `noreply` (no reply comes back for them).
+    pub set_noreply: bool,
 }
 
 impl Keyspace {
@@ -130,7 +144,37 @@ impl Keyspace {
             key_hdr,
             ctr_hdr,
             filler: vec![FILLER_BYTE; vmax as usize],
+            protocol: w.protocol,
+            set_noreply: w.protocol == Protocol::Memcache && w.set_noreply,
         })
+    }
+
+    /// Whether a reply comes back for this request (not for a noreply set).
+    #[inline]
+    pub fn expects_reply(&self, exp: &Expect) -> bool {
+        !(self.set_noreply && exp.op == Op::Set)
+    }
+
+    /// The counter key of index `i` (`<prefix>c:<8 hex>`), which INCR uses.
+    pub fn counter_key(&self, i: u32) -> Vec<u8> {
+        let mut k = self.prefix.clone();
+        k.extend_from_slice(b"c:");
+        put_hex32(&mut k, i);
+        k
+    }
+
+    /// The index of a value key (`<prefix><8 hex>`), if `key` is one.
+    #[inline]
+    pub fn key_index(&self, key: &[u8]) -> Option<u32> {
+        key.strip_prefix(self.prefix.as_slice())
+            .and_then(parse_hex32)
+    }
+
+    /// A bare key, as memcached requests write it.
+    #[inline]
+    fn put_mc_key(&self, out: &mut Vec<u8>, i: u32) {
+        out.extend_from_slice(&self.prefix);
+        put_hex32(out, i);
     }
 
     /// The key name of index `i` (`<prefix><8 hex>`).
@@ -160,6 +204,13 @@ impl Keyspace {
         out.extend_from_slice(&self.prefix);
         put_hex32(out, i);
         out.extend_from_slice(b"\r\n");
+    }
+
+    #[inline]
+    fn put_mc_key_counter(&self, out: &mut Vec<u8>, i: u32) {
+        out.extend_from_slice(&self.prefix);
+        out.extend_from_slice(b"c:");
+        put_hex32(out, i);
     }
 
     #[inline]
@@ -356,9 +407,85 @@ impl Generator {
         Op::ALL[i]
     }
 
+    #[inline]
+    fn value_len(&mut self) -> usize {
+        if self.ks.vmin == self.ks.vmax {
+            self.ks.vmin
+        } else {
+            self.ks.vmin + below(&mut self.rng, (self.ks.vmax - self.ks.vmin + 1) as u64) as usize
+        }
+    }
+
     /// Appends one request to `out`; MGET keys are pushed onto `keyq`.
     #[inline]
     pub fn next_request(&mut self, out: &mut Vec<u8>, keyq: &mut VecDeque<u32>) -> Expect {
+        match self.ks.protocol {
+            Protocol::Redis => self.next_resp(out, keyq),
+            Protocol::Memcache => self.next_memcache(out, keyq),
+        }
+    }
+
+    /// One memcached ASCII request (same stream of ops and keys as RESP).
+    fn next_memcache(&mut self, out: &mut Vec<u8>, keyq: &mut VecDeque<u32>) -> Expect {
+        let op = self.op();
+        let mut nkeys = 1;
+        let key = match op {
+            Op::Get => {
+                let k = self.key();
+                out.extend_from_slice(b"get ");
+                self.ks.put_mc_key(out, k);
+                k
+            }
+            Op::Set => {
+                let k = self.key();
+                let len = self.value_len();
+                out.extend_from_slice(b"set ");
+                self.ks.put_mc_key(out, k);
+                out.extend_from_slice(b" 0 0 ");
+                nc_protocol::resp::write_usize(out, len);
+                if self.ks.set_noreply {
+                    out.extend_from_slice(b" noreply");
+                }
+                out.extend_from_slice(b"\r\n");
+                self.nonce = self.nonce.wrapping_add(1);
+                self.ks.put_value(out, k, self.nonce, len);
+                k
+            }
+            Op::Mget => {
+                out.extend_from_slice(b"get");
+                let mut first = 0;
+                for i in 0..self.mget_keys {
+                    let k = self.key();
+                    if i == 0 {
+                        first = k;
+                    }
+                    out.push(b' ');
+                    self.ks.put_mc_key(out, k);
+                    keyq.push_back(k);
+                }
+                nkeys = self.mget_keys;
+                first
+            }
+            Op::Del => {
+                let k = self.key();
+                out.extend_from_slice(b"delete ");
+                self.ks.put_mc_key(out, k);
+                k
+            }
+            Op::Incr => {
+                let k = self.key();
+                out.extend_from_slice(b"incr ");
+                self.ks.put_mc_key_counter(out, k);
+                out.extend_from_slice(b" 1");
+                k
+            }
+        };
+        out.extend_from_slice(b"\r\n");
+        Expect { op, key, nkeys }
+    }
+
+    /// One RESP request.
+    fn next_resp(&mut self, out: &mut Vec<u8>, keyq: &mut VecDeque<u32>) -> Expect {
         let op = self.op();
         match op {
             Op::Get => {
@@ -373,12 +500,7 @@ impl Generator {
             }
             Op::Set => {
                 let k = self.key();
-                let len = if self.ks.vmin == self.ks.vmax {
-                    self.ks.vmin
-                } else {
-                    self.ks.vmin
-                        + below(&mut self.rng, (self.ks.vmax - self.ks.vmin + 1) as u64) as usize
-                };
+                let len = self.value_len();
                 out.extend_from_slice(b"*3\r\n$3\r\nSET\r\n");
                 self.ks.put_key(out, k);
                 put_len(out, b'$', len);
@@ -455,6 +577,58 @@ pub fn check(ks: &Keyspace, exp: &Expect, reply: &Reply<'_>, keyq: &mut VecDeque
             }
             ok_if(ok)
         }
+        _ => Verdict::Mismatch,
+    };
+    if exp.op == Op::Mget {
+        let n = (exp.nkeys as usize).min(keyq.len());
+        keyq.drain(..n);
+    }
+    verdict
+}
+
+/// Checks a memcached `reply` against `exp`, as [`check`] does for RESP;
+/// `scratch` is reused to match a multi-get's blocks against its keys.
+#[inline]
+pub fn check_memcache(
+    ks: &Keyspace,
+    exp: &Expect,
+    reply: &memcache::Reply<'_>,
+    keyq: &mut VecDeque<u32>,
+    scratch: &mut Vec<(u32, bool)>,
+) -> Verdict {
+    use memcache::Reply as R;
+    let verdict = match (exp.op, reply) {
+        (_, r) if r.is_error() => Verdict::Error,
+        (Op::Get, R::Values(v)) => ok_if(
+            v.count <= 1
+                && v.iter()
+                    .all(|b| ks.key_index(b.key) == Some(exp.key) && ks.value_ok(exp.key, b.data)),
+        ),
+        (Op::Mget, R::Values(v)) if v.count <= exp.nkeys as usize => {
+            // Each block must answer a requested key not answered yet.
+            scratch.clear();
+            let n = (exp.nkeys as usize).min(keyq.len());
+            scratch.extend(keyq.iter().take(n).map(|&k| (k, false)));
+            scratch.sort_unstable();
+            ok_if(v.iter().all(|b| {
+                let Some(k) = ks.key_index(b.key) else {
+                    return false;
+                };
+                let from = scratch.partition_point(|&(x, _)| x < k);
+                let Some(slot) = scratch[from..]
+                    .iter_mut()
+                    .take_while(|(x, _)| *x == k)
+                    .find(|(_, used)| !used)
+                else {
+                    return false;
+                };
+                slot.1 = true;
+                ks.value_ok(k, b.data)
+            }))
+        }
+        (Op::Set, R::Line(l)) => ok_if(*l == b"STORED"),
+        (Op::Del, R::Line(l)) => ok_if(*l == b"DELETED" || *l == b"NOT_FOUND"),
+        (Op::Incr, R::Line(l)) => ok_if(memcache::parse_u64(l).is_some_and(|n| n >= 1)),
         _ => Verdict::Mismatch,
     };
     if exp.op == Op::Mget {
@@ -598,6 +772,179 @@ mod tests {
         let mut q: VecDeque<u32> = [2, 1, 3].into_iter().collect();
         assert_eq!(check(&ks, &exp, &r, &mut q), Verdict::Mismatch);
         assert!(q.is_empty());
+    }
+
+    fn mc_workload(noreply: bool) -> Workload {
+        Workload {
+            protocol: Protocol::Memcache,
+            set_noreply: noreply,
+            ..workload()
+        }
+    }
+
+    #[test]
+    fn memcache_requests_are_well_formed() {
+        let w = mc_workload(true);
+        let ks = Keyspace::new(&w);
+        let mut g = Generator::new(ks.clone(), &w, 1, 0, 1);
+        let (mut out, mut q) = (vec![], VecDeque::new());
+        let mut seen = [0u32; 5];
+        for _ in 0..300 {
+            out.clear();
+            let exp = g.next_request(&mut out, &mut q);
+            seen[exp.op as usize] += 1;
+            let text = String::from_utf8(out.clone()).unwrap();
+            let (line, rest) = text.split_once("\r\n").unwrap();
+            let words: Vec<&str> = line.split(' ').collect();
+            let key = String::from_utf8(ks.key(exp.key)).unwrap();
+            match exp.op {
+                Op::Get => assert_eq!(words, ["get", key.as_str()]),
+                Op::Mget => {
+                    assert_eq!(words.len(), 4);
+                    assert_eq!(words[1], key);
+                }
+                Op::Set => {
+                    assert_eq!(&words[..4], ["set", key.as_str(), "0", "0"]);
+                    assert_eq!(words[5], "noreply");
+                    let n: usize = words[4].parse().unwrap();
+                    assert_eq!(rest.len(), n + 2);
+                    assert!(ks.value_ok(exp.key, &rest.as_bytes()[..n]));
+                    assert!(!ks.expects_reply(&exp));
+                }
+                Op::Del => assert_eq!(words, ["delete", key.as_str()]),
+                Op::Incr => {
+                    let ctr = String::from_utf8(ks.counter_key(exp.key)).unwrap();
+                    assert_eq!(words, ["incr", ctr.as_str(), "1"]);
+                }
+            }
+            if exp.op != Op::Set {
+                assert_eq!(rest, "", "{text:?}");
+                assert!(ks.expects_reply(&exp));
+            }
+        }
+        assert!(seen.iter().all(|&n| n > 0), "{seen:?}");
+        // Without set_noreply, sets wait for STORED.
+        let w = mc_workload(false);
+        let ks = Keyspace::new(&w);
+        let set = Expect {
+            op: Op::Set,
+            key: 1,
+            nkeys: 1,
+        };
+        assert!(ks.expects_reply(&set));
+    }
+
+    /// Checks `reply` (raw bytes) against `exp` with the memcache checker.
+    fn mc_check(ks: &Keyspace, exp: &Expect, reply: &[u8], q: &mut VecDeque<u32>) -> Verdict {
+        let (r, used) = memcache::parse(reply).unwrap().unwrap();
+        assert_eq!(used, reply.len());
+        check_memcache(ks, exp, &r, q, &mut Vec::new())
+    }
+
+    fn value_block(ks: &Keyspace, key: u32, v: &[u8]) -> Vec<u8> {
+        let mut b = b"VALUE ".to_vec();
+        b.extend_from_slice(&ks.key(key));
+        b.extend_from_slice(format!(" 0 {}\r\n", v.len()).as_bytes());
+        b.extend_from_slice(v);
+        b.extend_from_slice(b"\r\n");
+        b
+    }
+
+    #[test]
+    fn memcache_replies_are_checked_and_corruption_caught() {
+        let w = mc_workload(false);
+        let ks = Keyspace::new(&w);
+        let mut q = VecDeque::new();
+        let exp = |op, key, nkeys| Expect { op, key, nkeys };
+        let get = exp(Op::Get, 42, 1);
+        let good = ks.value(42, 7, 64);
+        let mut reply = value_block(&ks, 42, &good);
+        reply.extend_from_slice(b"END\r\n");
+        assert_eq!(mc_check(&ks, &get, &reply, &mut q), Verdict::Ok);
+        assert_eq!(mc_check(&ks, &get, b"END\r\n", &mut q), Verdict::Ok);
+        // A corrupted value, a value of another key, or the right value under
+        // another key's name: all mismatches.
+        let mut bad = good.clone();
+        bad[30] = b'x';
+        for (name, v) in [(42, &bad), (42, &ks.value(43, 7, 64)), (43, &good)] {
+            let mut reply = value_block(&ks, name, v);
+            reply.extend_from_slice(b"END\r\n");
+            assert_eq!(mc_check(&ks, &get, &reply, &mut q), Verdict::Mismatch);
+        }
+        assert_eq!(
+            mc_check(&ks, &get, b"SERVER_ERROR out of memory\r\n", &mut q),
+            Verdict::Error
+        );
+        assert_eq!(
+            mc_check(&ks, &get, b"STORED\r\n", &mut q),
+            Verdict::Mismatch
+        );
+        let set = exp(Op::Set, 1, 1);
+        assert_eq!(mc_check(&ks, &set, b"STORED\r\n", &mut q), Verdict::Ok);
+        assert_eq!(
+            mc_check(&ks, &set, b"NOT_STORED\r\n", &mut q),
+            Verdict::Mismatch
+        );
+        let del = exp(Op::Del, 1, 1);
+        assert_eq!(mc_check(&ks, &del, b"DELETED\r\n", &mut q), Verdict::Ok);
+        assert_eq!(mc_check(&ks, &del, b"NOT_FOUND\r\n", &mut q), Verdict::Ok);
+        assert_eq!(
+            mc_check(&ks, &del, b"STORED\r\n", &mut q),
+            Verdict::Mismatch
+        );
+        let incr = exp(Op::Incr, 1, 1);
+        assert_eq!(mc_check(&ks, &incr, b"17\r\n", &mut q), Verdict::Ok);
+        assert_eq!(mc_check(&ks, &incr, b"0\r\n", &mut q), Verdict::Mismatch);
+        assert_eq!(
+            mc_check(&ks, &incr, b"NOT_FOUND\r\n", &mut q),
+            Verdict::Mismatch
+        );
+        assert_eq!(mc_check(&ks, &incr, b"END\r\n", &mut q), Verdict::Mismatch);
+        assert_eq!(mc_check(&ks, &incr, b"ERROR\r\n", &mut q), Verdict::Error);
+    }
+
+    #[test]
+    fn memcache_multiget_blocks_must_belong_to_asked_keys() {
+        let w = mc_workload(false);
+        let ks = Keyspace::new(&w);
+        let mget = Expect {
+            op: Op::Mget,
+            key: 1,
+            nkeys: 3,
+        };
+        let block = |k: u32| value_block(&ks, k, &ks.value(k, 0, 64));
+        let reply = |keys: &[u32]| {
+            let mut r: Vec<u8> = keys.iter().flat_map(|&k| block(k)).collect();
+            r.extend_from_slice(b"END\r\n");
+            r
+        };
+        // Any order (a proxy merges per-server fragments), misses left out.
+        let mut q: VecDeque<u32> = [1, 2, 3, 9].into_iter().collect();
+        assert_eq!(mc_check(&ks, &mget, &reply(&[3, 1]), &mut q), Verdict::Ok);
+        assert_eq!(q, [9]);
+        // A key nobody asked for, or one key answered twice: mismatches.
+        for keys in [&[1, 4][..], &[2, 2]] {
+            let mut q: VecDeque<u32> = [1, 2, 3].into_iter().collect();
+            assert_eq!(
+                mc_check(&ks, &mget, &reply(keys), &mut q),
+                Verdict::Mismatch
+            );
+            assert!(q.is_empty());
+        }
+        // A key asked for twice may be answered twice.
+        let mut q: VecDeque<u32> = [2, 2, 3].into_iter().collect();
+        assert_eq!(
+            mc_check(&ks, &mget, &reply(&[2, 3, 2]), &mut q),
+            Verdict::Ok
+        );
+        // A corrupted value inside a multi-get.
+        let mut bad = ks.value(3, 0, 64);
+        bad[20] = b'x';
+        let mut r = block(1);
+        r.extend_from_slice(&value_block(&ks, 3, &bad));
+        r.extend_from_slice(b"END\r\n");
+        let mut q: VecDeque<u32> = [1, 2, 3].into_iter().collect();
+        assert_eq!(mc_check(&ks, &mget, &r, &mut q), Verdict::Mismatch);
     }
 
     #[test]
