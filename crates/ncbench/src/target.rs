@@ -8,9 +8,9 @@
 //! each records where it was actually allowed to run.
 //!
 //! memcache (`workload.protocol = "memcache"`): the backends are memcached
-//! children, the generated pool says `redis: false`, and an ncproxy that
-//! refuses memcache pools at start counts as unavailable (an `optional`
-//! target is then skipped), so configs turn on by themselves once it serves them.
+//! children, and the generated pool says `redis: false`. An ncproxy binary
+//! older than memcache support refuses such a pool at start; it counts as
+//! unavailable (an `optional` target is then skipped) rather than broken.
 use crate::affinity::CpuList;
 use crate::config::{
     BackendKind, BackendsSection, Protocol, ProxySection, SendLimit, SendMode, TargetKind,
