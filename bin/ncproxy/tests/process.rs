@@ -200,6 +200,48 @@ fn reload_keeps_clients_and_rejects_bad_configs() {
     assert!(proxy.is_running());
 }
 
+#[test]
+fn reload_adds_memcache_pools_and_switches_a_pools_protocol() {
+    let servers = backends(1);
+    let mc = nc_harness::Memcached::start().unwrap();
+    let alpha = pool("alpha", &servers);
+    let mut proxy = start(&alpha.render(), &[]);
+    let mut redis_client = proxy.connect().unwrap();
+    assert_eq!(cmd(&mut redis_client, &[b"SET", b"sw:k", b"r"]), b"+OK\r\n");
+
+    // alpha turns into a memcache pool on the same address, and a memcache
+    // pool `gamma` is added.
+    let alpha_port = beta_port(&alpha);
+    let alpha_mc = PoolConfig::memcache("alpha", alpha_port).server(mc.addr(), 1, Some("m1"));
+    let gamma = PoolConfig::memcache("gamma", free_port().unwrap()).server(mc.addr(), 1, None);
+    let gamma_port = beta_port(&gamma);
+    let text = format!("{}{}", alpha_mc.render(), gamma.render());
+    std::fs::write(proxy.conf_path(), text).unwrap();
+    proxy.signal(SIGUSR1).unwrap();
+    assert!(
+        eventually(WAIT, || TcpStream::connect(("127.0.0.1", gamma_port))
+            .is_ok()),
+        "gamma listens: {}",
+        proxy.log()
+    );
+    // The client accepted as Redis keeps speaking RESP to the old pool.
+    assert_eq!(cmd(&mut redis_client, &[b"GET", b"sw:k"]), b"$1\r\nr\r\n");
+    // New clients of alpha speak memcache to memcached.
+    let mut mc_client = RawConn::connect(("127.0.0.1", alpha_port)).unwrap();
+    mc_client.send(b"set sw:m 0 0 2\r\nmc\r\nget sw:m\r\n").unwrap();
+    assert_eq!(
+        mc_client.read_exact_bytes(33, WAIT).unwrap(),
+        b"STORED\r\nVALUE sw:m 0 2\r\nmc\r\nEND\r\n"
+    );
+    let mut gamma_client = RawConn::connect(("127.0.0.1", gamma_port)).unwrap();
+    gamma_client.send(b"get sw:m\r\n").unwrap();
+    assert_eq!(
+        gamma_client.read_exact_bytes(25, WAIT).unwrap(),
+        b"VALUE sw:m 0 2\r\nmc\r\nEND\r\n"
+    );
+    assert!(proxy.is_running());
+}
+
 fn beta_port(pool: &PoolConfig) -> u16 {
     let text = pool.render();
     let listen = text
