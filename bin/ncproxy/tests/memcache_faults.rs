@@ -742,3 +742,50 @@ fn unparsable_noreply_never_reaches_the_next_request_real_memcached() {
         show(&want)
     );
 }
+
+/// The replied form of the hazard above: for `set hz 0 <overflow> 2\r\nzz`
+/// memcached sends two lines (`CLIENT_ERROR bad command line format`, then
+/// `ERROR` for the data read as a command), one more than requests, so the
+/// request must not be forwarded at all: ncproxy refuses it as malformed
+/// (closing the client, as for any input it cannot proxy) and the replies
+/// before it are all correct.
+#[test]
+fn overflowing_storage_fields_are_refused_not_forwarded() {
+    let m = seeded_memcached();
+    let mut d = McConn::connect(m.addr()).expect("connect memcached");
+    d.send(b"set hz 0 99999999999999999999 2\r\nzz\r\n")
+        .unwrap();
+    let first = d.reply(IO).expect("memcached answers the line");
+    let second = d.reply(IO).expect("and then the data line");
+    assert!(
+        first.starts_with(b"CLIENT_ERROR") && second.starts_with(b"ERROR"),
+        "memcached 1.6 answers twice: \"{}\" \"{}\"",
+        escape_bytes(&first),
+        escape_bytes(&second)
+    );
+    let proxy = subject(&single_server_pool(m.addr()));
+    for hazard in [
+        &b"set hz 0 99999999999999999999 2\r\nzz\r\n"[..],
+        b"set hz 4294967296 0 2\r\nzz\r\n",
+        b"cas hz 0 0 2 18446744073709551616\r\nzz\r\n",
+    ] {
+        let mut c = McConn::connect(proxy.addr()).expect("connect");
+        let mut bytes = get(&[b"k2"]);
+        bytes.extend(hazard);
+        bytes.extend(get(&[b"k2"]));
+        c.send(&bytes).expect("send");
+        let got = c.drain(Duration::from_millis(300), Duration::from_secs(3));
+        assert!(c.is_closed(), "closed on \"{}\"", escape_bytes(hazard));
+        // Sent in one write, the request before it is dropped with it, as
+        // nutcracker drops replies queued ahead of a malformed request.
+        assert!(
+            got.is_empty() || got == b"VALUE k2 0 2\r\nv2\r\nEND\r\n",
+            "after \"{}\": \"{}\"",
+            escape_bytes(hazard),
+            escape_bytes(&got)
+        );
+    }
+    // Nothing reached memcached: hz was never stored.
+    let mut d = McConn::connect(m.addr()).expect("connect memcached");
+    assert_eq!(d.call(b"get hz\r\n", IO).unwrap(), b"END\r\n");
+}

@@ -228,7 +228,9 @@ fn reload_adds_memcache_pools_and_switches_a_pools_protocol() {
     assert_eq!(cmd(&mut redis_client, &[b"GET", b"sw:k"]), b"$1\r\nr\r\n");
     // New clients of alpha speak memcache to memcached.
     let mut mc_client = RawConn::connect(("127.0.0.1", alpha_port)).unwrap();
-    mc_client.send(b"set sw:m 0 0 2\r\nmc\r\nget sw:m\r\n").unwrap();
+    mc_client
+        .send(b"set sw:m 0 0 2\r\nmc\r\nget sw:m\r\n")
+        .unwrap();
     assert_eq!(
         mc_client.read_exact_bytes(33, WAIT).unwrap(),
         b"STORED\r\nVALUE sw:m 0 2\r\nmc\r\nEND\r\n"

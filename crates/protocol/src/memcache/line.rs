@@ -109,6 +109,31 @@ impl<'a> Line<'a> {
         }
     }
 
+    /// Digits whose value must not exceed `max` (no sign); the terminator
+    /// is not consumed. Out of range is an error as soon as the digit that
+    /// takes it there arrives.
+    #[inline]
+    pub(crate) fn number_at_most(&mut self, max: u64) -> Result<(), ParseError> {
+        match self.peek()? {
+            b'0'..=b'9' => {}
+            CR => return Err(ParseError::Arity),
+            _ => return Err(ParseError::Protocol("expected digit")),
+        }
+        let mut value: u64 = 0;
+        loop {
+            let ch = self.peek()?;
+            if !ch.is_ascii_digit() {
+                return Ok(());
+            }
+            value = value
+                .checked_mul(10)
+                .and_then(|v| v.checked_add(u64::from(ch - b'0')))
+                .filter(|&v| v <= max)
+                .ok_or(ParseError::Protocol("number out of memcached's range"))?;
+            self.pos += 1;
+        }
+    }
+
     /// Spaces, then CR (not consumed); anything else is an error
     /// (nutcracker's `SW_CRLF`).
     #[inline]

@@ -163,14 +163,18 @@ impl Parser<'_, '_> {
                 self.after_name_space()?;
                 self.one_key(&mut f, false)?;
                 self.space_after(true)?;
-                self.digits_then_space()?; // flags
-                self.digits_then_space()?; // exptime
+                // memcached reads flags as 32 bits, exptime as a long and
+                // cas as 64 bits; a value it cannot read makes it answer
+                // the line and then read the data block as a command (two
+                // replies for one request), so such a request is refused.
+                self.digits_then_space(u64::from(u32::MAX))?; // flags
+                self.digits_then_space(i64::MAX as u64)?; // exptime
                 self.l.skip_spaces()?;
                 let (_, bytes) = self.l.number(false, self.limits.max_bulk_len)?;
                 self.space_after(command == Cas)?;
                 if command == Cas {
                     self.l.skip_spaces()?;
-                    self.l.number(false, usize::MAX)?;
+                    self.l.number_at_most(u64::MAX)?;
                     self.space_after(false)?;
                 }
                 f.data = Some(bytes);
@@ -292,10 +296,11 @@ impl Parser<'_, '_> {
         }
     }
 
-    /// `SW_SPACES_BEFORE_FLAGS`/`SW_FLAGS`: digits ended by a space only.
-    fn digits_then_space(&mut self) -> Result<(), ParseError> {
+    /// `SW_SPACES_BEFORE_FLAGS`/`SW_FLAGS`: digits ended by a space only,
+    /// at most `max`.
+    fn digits_then_space(&mut self, max: u64) -> Result<(), ParseError> {
         self.l.skip_spaces()?;
-        self.l.number(false, usize::MAX)?;
+        self.l.number_at_most(max)?;
         self.space_after(true)
     }
 

@@ -282,7 +282,15 @@ fn numbers() {
     err(b"set k -0 0 1\r\nx\r\n");
     err(b"set k 0 0 -1\r\n");
     err(b"cas k 0 0 1 -1\r\nx\r\n");
-    ok(b"set k 4294967296 99999999999999999999 1\r\nx\r\n");
+    // Storage fields must fit memcached's types (flags u32, exptime i64,
+    // cas u64), else memcached answers twice: refused, unlike nutcracker.
+    ok(b"set k 4294967295 9223372036854775807 1\r\nx\r\n");
+    ok(b"cas k 0 0 1 18446744073709551615\r\nx\r\n");
+    ok(b"set k 000000000000000000000004294967295 0 1\r\nx\r\n");
+    err(b"set k 4294967296 0 1\r\nx\r\n");
+    err(b"set k 0 9223372036854775808 1\r\nx\r\n");
+    err(b"cas k 0 0 1 18446744073709551616\r\nx\r\n");
+    err(b"set k 0 99999999999999999999 1\r\nx\r\n");
 }
 
 #[test]
