@@ -66,11 +66,7 @@ impl Request {
     /// Spans of every key, in order: all keys of a retrieval command, just
     /// `key` for one-key commands, nothing for the others.
     pub fn key_spans<'a>(&self, buf: &'a [u8]) -> KeySpans<'a> {
-        KeySpans {
-            buf,
-            pos: self.keys.start,
-            end: self.keys.end,
-        }
+        KeySpans::new(buf, self.keys.clone())
     }
 }
 
@@ -80,6 +76,18 @@ pub struct KeySpans<'a> {
     buf: &'a [u8],
     pos: usize,
     end: usize,
+}
+
+impl<'a> KeySpans<'a> {
+    /// The keys in `keys` (a [`Request::keys`] span) of `buf`, which may be
+    /// the request's own bytes.
+    pub fn new(buf: &'a [u8], keys: Range<usize>) -> KeySpans<'a> {
+        KeySpans {
+            buf,
+            pos: keys.start,
+            end: keys.end,
+        }
+    }
 }
 
 impl Iterator for KeySpans<'_> {

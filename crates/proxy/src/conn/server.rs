@@ -2,8 +2,10 @@
 //! written through the send chain, wait in `outq` for their replies, and are
 //! matched FIFO. One task per connection owns the socket; clients on the same
 //! worker enqueue and wake it. On any failure every queued and in-flight
-//! request gets `-ERR <strerror>` in order and the connection is dropped;
-//! the next request reconnects (resolving the host again, as nutcracker does).
+//! request gets the dialect's error reply (`-ERR <strerror>`,
+//! `SERVER_ERROR <strerror>`) in order and the connection is dropped; the
+//! next request reconnects (resolving the host again, as nutcracker does).
+//! No-reply requests and their fences are handled here too (see `Owner`).
 
 use std::cell::RefCell;
 use std::collections::VecDeque;

@@ -21,7 +21,7 @@
 use std::ops::Range;
 
 use bytes::{BufMut, Bytes, BytesMut};
-use nc_protocol::memcache::{self, Command, ReplyKind, ValueBlocks};
+use nc_protocol::memcache::{self, Command, KeySpans, ReplyKind, ValueBlocks};
 use nc_protocol::resp::ParseError;
 use nc_protocol::Limits;
 
@@ -155,23 +155,10 @@ pub(super) fn split(
     bytes: &Bytes,
     mut route: impl FnMut(&[u8]) -> Option<usize>,
 ) -> Option<SplitRequest> {
-    let keys = &bytes[split.args.clone()];
     // (server, key spans) per fragment, in order of first use.
     let mut frags: Vec<(usize, Vec<Range<usize>>)> = Vec::new();
     let mut key_order = Vec::with_capacity(split.nkeys);
-    let base = split.args.start;
-    let mut pos = 0;
-    while pos < keys.len() {
-        if keys[pos] == b' ' {
-            pos += 1;
-            continue;
-        }
-        let end = keys[pos..]
-            .iter()
-            .position(|&c| c == b' ')
-            .map_or(keys.len(), |i| pos + i);
-        let span = base + pos..base + end;
-        pos = end;
+    for span in KeySpans::new(bytes, split.args.clone()) {
         let server = route(&bytes[span.clone()])?;
         let frag = match frags.iter().position(|(s, _)| *s == server) {
             Some(i) => i,
