@@ -22,6 +22,11 @@
 //!   Drop sends SIGKILL and reaps the child. Children also get
 //!   `PR_SET_PDEATHSIG`, so they die with the harness process even if it is
 //!   killed without unwinding.
+//! - [`cluster`]: [`RedisCluster`], a real local Redis Cluster (masters and
+//!   replicas, each node's client and bus port leased) started with
+//!   `redis-cli --cluster create`, plus the topology changes tests need:
+//!   reshard (blocking or in the background), kill/restart, failover waits,
+//!   add-node + rebalance and single-slot migration steps for ASK/TRYAGAIN.
 //! - [`raw`]: [`RawConn`], a tiny blocking TCP/unix client that sends raw bytes
 //!   and reads replies with deadlines, plus the RESP helpers [`resp_cmd`],
 //!   [`parse_reply`] / [`Reply`] and byte-diff helpers for readable failures.
@@ -33,8 +38,9 @@
 //! A missing binary is an error ([`Error::BinaryNotFound`]) whose message says
 //! how to install it; tests `expect()` it and so fail loudly instead of being
 //! skipped. Lookup order: an environment variable (`REDIS_SERVER_BIN`,
-//! `MEMCACHED_BIN`, `NUTCRACKER_BIN`), then `PATH`, then the Debian locations
-//! (`/usr/bin/redis-server`, `/usr/bin/memcached`, `/usr/sbin/nutcracker`).
+//! `REDIS_CLI_BIN`, `MEMCACHED_BIN`, `NUTCRACKER_BIN`), then `PATH`, then the
+//! Debian locations (`/usr/bin/redis-server`, `/usr/bin/redis-cli`,
+//! `/usr/bin/memcached`, `/usr/sbin/nutcracker`).
 //! [`ncproxy_bin`] lets the `NCPROXY_BIN` variable replace the ncproxy binary
 //! under test (point it at nutcracker to validate a test against the oracle).
 //!
@@ -55,6 +61,7 @@
 //! assert_eq!(conn.read_exact_reply_bytes(Duration::from_secs(5)).unwrap(), b"+OK\r\n");
 //! ```
 
+pub mod cluster;
 pub mod conf;
 pub mod error;
 pub mod memcache;
@@ -63,6 +70,7 @@ pub mod process;
 pub mod raw;
 pub mod rng;
 
+pub use cluster::{ClusterOptions, RedisCluster, ReshardHandle, CLUSTER_SLOTS};
 pub use conf::{render_config, PoolConfig, ServerSpec};
 pub use error::Error;
 pub use port::{free_port, lease_port, PortLease};
