@@ -33,7 +33,10 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         CliAction::TestConf(opts) => match Config::load(&opts.conf_file) {
-            Ok(_) => {
+            Ok(config) => {
+                for note in config.notes() {
+                    eprintln!("{note}");
+                }
                 eprintln!("{}", nc_config::syntax_ok_line(&opts.conf_file));
                 ExitCode::SUCCESS
             }

@@ -18,9 +18,11 @@ use nc_hashkit::{DistributionKind, HashKind};
 use crate::error::{ConfigError, ConfigErrorKind, LogLine};
 use crate::yaml::{self, Ev};
 use crate::{
-    Config, Listen, Pool, SendMode, Server, ServerAddr, DEFAULT_BACKLOG, DEFAULT_DISTRIBUTION,
-    DEFAULT_HASH, DEFAULT_IOV_MAX, DEFAULT_SERVER_CONNECTIONS, DEFAULT_SERVER_FAILURE_LIMIT,
+    ClusterConfig, ClusterRead, Config, Listen, Pool, SendMode, Server, ServerAddr,
+    DEFAULT_BACKLOG, DEFAULT_CLUSTER_REFRESH_INTERVAL_MS, DEFAULT_DISTRIBUTION, DEFAULT_HASH,
+    DEFAULT_IOV_MAX, DEFAULT_SERVER_CONNECTIONS, DEFAULT_SERVER_FAILURE_LIMIT,
     DEFAULT_SERVER_RETRY_TIMEOUT_MS, KETAMA_PORT, MAX_IOV_MAX, MAX_UNIX_PATH, MIN_IOV_MAX,
+    REDIS_CLUSTER_DISTRIBUTION,
 };
 
 /// nc_conf.c line of `log_error("conf: directive \"%.*s\" %s", ...)`.
@@ -212,6 +214,9 @@ struct PoolBuilder {
     iov_max: Option<i32>,
     send_limit: Option<i32>,
     client_output_limit: Option<i32>,
+    redis_cluster: bool,
+    cluster_read: Option<ClusterRead>,
+    cluster_refresh_interval: Option<i32>,
 }
 
 fn set_num(field: &mut Option<i32>, value: &str) -> Result<(), SetError> {
@@ -278,6 +283,12 @@ impl PoolBuilder {
                 if self.distribution.is_some() {
                     return Err(invalid(DUPLICATE));
                 }
+                if value == REDIS_CLUSTER_DISTRIBUTION {
+                    // An extension: the continuum is unused, the slot map routes.
+                    self.redis_cluster = true;
+                    self.distribution = Some(DEFAULT_DISTRIBUTION);
+                    return Ok(true);
+                }
                 self.distribution = Some(
                     DistributionKind::from_name(value)
                         .ok_or(invalid("is not a valid distribution"))?,
@@ -327,6 +338,20 @@ impl PoolBuilder {
                 }
             }
             "client_output_limit" => set_num(&mut self.client_output_limit, value)?,
+            "cluster_read" => {
+                if self.cluster_read.is_some() {
+                    return Err(invalid(DUPLICATE));
+                }
+                self.cluster_read = Some(ClusterRead::from_name(value).ok_or(invalid(
+                    "is not \"master\", \"prefer_replica\" or \"replica\"",
+                ))?);
+            }
+            "cluster_refresh_interval" => {
+                set_num(&mut self.cluster_refresh_interval, value)?;
+                if self.cluster_refresh_interval == Some(0) {
+                    return Err(invalid("cannot be 0"));
+                }
+            }
             _ => return Ok(false),
         }
         Ok(true)
@@ -605,6 +630,7 @@ fn validation(path: &str, line: u32, message: String) -> ConfigError {
 
 /// conf_validate_pool + conf_validate_server: defaults, then checks.
 fn validate_pool(path: &str, b: PoolBuilder) -> Result<Pool, ConfigError> {
+    let cluster_keys = ClusterKeys::of(&b);
     let Some(listen) = b.listen else {
         return Err(validation(
             path,
@@ -620,6 +646,7 @@ fn validate_pool(path: &str, b: PoolBuilder) -> Result<Pool, ConfigError> {
         ));
     }
     let redis = b.redis.unwrap_or(false);
+    let cluster = validate_cluster(path, &cluster_keys, redis)?;
     let redis_auth = b.redis_auth.filter(|a| !a.is_empty());
     if !redis && redis_auth.is_some() {
         return Err(validation(
@@ -680,7 +707,75 @@ fn validate_pool(path: &str, b: PoolBuilder) -> Result<Pool, ConfigError> {
         iov_max: b.iov_max.map_or(DEFAULT_IOV_MAX, |n| n as usize),
         send_limit: b.send_limit.map(|n| n as usize),
         client_output_limit: b.client_output_limit.map_or(0, |n| n as usize),
+        cluster,
     })
+}
+
+/// The pool keys the `redis_cluster` checks read.
+struct ClusterKeys {
+    redis_cluster: bool,
+    cluster_read: Option<ClusterRead>,
+    cluster_refresh_interval: Option<i32>,
+    redis_db: Option<i32>,
+}
+
+impl ClusterKeys {
+    fn of(b: &PoolBuilder) -> ClusterKeys {
+        ClusterKeys {
+            redis_cluster: b.redis_cluster,
+            cluster_read: b.cluster_read,
+            cluster_refresh_interval: b.cluster_refresh_interval,
+            redis_db: b.redis_db,
+        }
+    }
+}
+
+/// The checks of the `redis_cluster` extension: a Redis pool, database 0
+/// (a cluster has no other), and `cluster_*` keys only on such a pool.
+fn validate_cluster(
+    path: &str,
+    b: &ClusterKeys,
+    redis: bool,
+) -> Result<Option<ClusterConfig>, ConfigError> {
+    if !b.redis_cluster {
+        for (key, set) in [
+            ("cluster_read", b.cluster_read.is_some()),
+            (
+                "cluster_refresh_interval",
+                b.cluster_refresh_interval.is_some(),
+            ),
+        ] {
+            if set {
+                return Err(validation(
+                    path,
+                    1276,
+                    format!("conf: directive \"{key}:\" is only valid for a redis_cluster pool"),
+                ));
+            }
+        }
+        return Ok(None);
+    }
+    if !redis {
+        return Err(validation(
+            path,
+            1276,
+            "conf: directive \"distribution: redis_cluster\" is only valid for a redis pool"
+                .to_owned(),
+        ));
+    }
+    if b.redis_db.is_some_and(|db| db != 0) {
+        return Err(validation(
+            path,
+            1276,
+            "conf: directive \"redis_db:\" must be 0 in a redis_cluster pool".to_owned(),
+        ));
+    }
+    Ok(Some(ClusterConfig {
+        read: b.cluster_read.unwrap_or_default(),
+        refresh_interval_ms: b
+            .cluster_refresh_interval
+            .map_or(DEFAULT_CLUSTER_REFRESH_INTERVAL_MS, |n| n as u64),
+    }))
 }
 
 /// conf_post_validate: per-pool checks in file order, then duplicate listen

@@ -729,3 +729,56 @@ fn client_output_limit_takes_a_number() {
         "nc_conf.c:529 conf: directive \"client_output_limit\" is not a number"
     );
 }
+
+#[test]
+fn redis_cluster_pools() {
+    let cfg = ok(&pool_yaml("  redis: true\n  distribution: redis_cluster\n"));
+    let pool = &cfg.pools[0];
+    let cluster = pool.cluster.as_ref().expect("a cluster pool");
+    assert_eq!(cluster.read, crate::ClusterRead::Master);
+    assert_eq!(
+        cluster.refresh_interval_ms,
+        crate::DEFAULT_CLUSTER_REFRESH_INTERVAL_MS
+    );
+    assert_eq!(cfg.notes().len(), 1);
+    assert!(cfg.notes()[0].contains("pool 'alpha' routes by Redis Cluster hash slot"));
+
+    let cfg = ok(&pool_yaml(
+        "  redis: true\n  distribution: redis_cluster\n  cluster_read: prefer_replica\n  cluster_refresh_interval: 250\n",
+    ));
+    let cluster = cfg.pools[0].cluster.as_ref().unwrap();
+    assert_eq!(cluster.read, crate::ClusterRead::PreferReplica);
+    assert_eq!(cluster.refresh_interval_ms, 250);
+
+    assert!(ok(&pool_yaml("  redis: true\n")).pools[0].cluster.is_none());
+    assert!(ok(&pool_yaml("  redis: true\n")).notes().is_empty());
+
+    for (extra, expected) in [
+        (
+            "  distribution: redis_cluster\n",
+            "nc_conf.c:1276 conf: directive \"distribution: redis_cluster\" is only valid for a redis pool",
+        ),
+        (
+            "  redis: true\n  distribution: redis_cluster\n  redis_db: 2\n",
+            "nc_conf.c:1276 conf: directive \"redis_db:\" must be 0 in a redis_cluster pool",
+        ),
+        (
+            "  redis: true\n  cluster_read: replica\n",
+            "nc_conf.c:1276 conf: directive \"cluster_read:\" is only valid for a redis_cluster pool",
+        ),
+        (
+            "  redis: true\n  distribution: redis_cluster\n  cluster_read: replicas\n",
+            "nc_conf.c:529 conf: directive \"cluster_read\" is not \"master\", \"prefer_replica\" or \"replica\"",
+        ),
+        (
+            "  redis: true\n  distribution: redis_cluster\n  cluster_refresh_interval: 0\n",
+            "nc_conf.c:529 conf: directive \"cluster_refresh_interval\" cannot be 0",
+        ),
+        (
+            "  distribution: redis_cluster\n  distribution: ketama\n",
+            "nc_conf.c:529 conf: directive \"distribution\" is a duplicate",
+        ),
+    ] {
+        check_err(extra, expected);
+    }
+}

@@ -164,7 +164,61 @@ pub struct Pool {
     /// Extension `client_output_limit:` (bytes): a client whose unsent replies
     /// exceed it is closed; 0 (the default) = unlimited, as nutcracker.
     pub client_output_limit: usize,
+    /// Extension `distribution: redis_cluster`: `servers:` are seed nodes and
+    /// keys route by Redis Cluster slot (`hash`, `hash_tag` and ejection do
+    /// not apply). `None` for every other distribution.
+    pub cluster: Option<ClusterConfig>,
 }
+
+/// A `distribution: redis_cluster` pool's settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterConfig {
+    /// Extension `cluster_read:` where read-only commands go.
+    pub read: ClusterRead,
+    /// Extension `cluster_refresh_interval:` (ms): the periodic topology
+    /// refresh, on top of the refreshes MOVED and failures trigger.
+    pub refresh_interval_ms: u64,
+}
+
+/// `cluster_read: master | prefer_replica | replica`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ClusterRead {
+    /// Every command to the slot's master (the default).
+    #[default]
+    Master,
+    /// Read-only commands to a replica of the slot when the cluster lists
+    /// one, else to the master.
+    PreferReplica,
+    /// Read-only commands to replicas only; without one, an error.
+    Replica,
+}
+
+impl ClusterRead {
+    /// The config spelling.
+    pub fn name(self) -> &'static str {
+        match self {
+            ClusterRead::Master => "master",
+            ClusterRead::PreferReplica => "prefer_replica",
+            ClusterRead::Replica => "replica",
+        }
+    }
+
+    /// Parses `master`, `prefer_replica` or `replica`.
+    pub fn from_name(name: &str) -> Option<ClusterRead> {
+        [
+            ClusterRead::Master,
+            ClusterRead::PreferReplica,
+            ClusterRead::Replica,
+        ]
+        .into_iter()
+        .find(|r| r.name() == name)
+    }
+}
+
+/// The `distribution:` value that makes a pool a Redis Cluster pool.
+pub const REDIS_CLUSTER_DISTRIBUTION: &str = "redis_cluster";
+/// `cluster_refresh_interval:` default (ms).
+pub const DEFAULT_CLUSTER_REFRESH_INTERVAL_MS: u64 = 5000;
 
 /// A backend server address. Host names are kept unresolved: nutcracker
 /// resolves them at every (re)connect.
@@ -193,6 +247,21 @@ impl Config {
     pub fn load(path: &str) -> Result<Config, ConfigError> {
         let bytes = conf::read_file(path)?;
         conf::parse(path, &bytes)
+    }
+
+    /// What `-t` says besides "syntax is ok": the settings a pool has that
+    /// do not apply to it (a `redis_cluster` pool's `hash` and `hash_tag`).
+    pub fn notes(&self) -> Vec<String> {
+        self.pools
+            .iter()
+            .filter(|pool| pool.cluster.is_some())
+            .map(|pool| {
+                format!(
+                    "nutcracker: pool '{}' routes by Redis Cluster hash slot (CRC16 with the {{tag}} rule); hash, hash_tag, distribution weights and auto_eject_hosts do not apply",
+                    pool.name
+                )
+            })
+            .collect()
     }
 
     /// Validates configuration text; `path` is only used in messages.

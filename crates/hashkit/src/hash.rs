@@ -96,7 +96,7 @@ fn md5(key: &[u8]) -> u32 {
 }
 
 /// CRC-16/XMODEM table (poly 0x1021, MSB first), as in nc_crc16.c.
-const CRC16_TABLE: [u16; 256] = {
+pub(crate) const CRC16_TABLE: [u16; 256] = {
     let mut table = [0u16; 256];
     let mut i = 0;
     while i < 256 {

@@ -9,6 +9,8 @@
 //! - `tag`: `hash_tag_key`, the part of a key that is hashed.
 //! - `continuum`: `Continuum` and `ServerSpec`, the per-pool routing table.
 //! - `ketama`, `modula`, `random`: the three tables behind `Continuum`.
+//! - `slot`: Redis Cluster's key slot (`cluster_key_slot`), CRC16 with the
+//!   fixed `{tag}` rule, for `distribution: redis_cluster` pools.
 //!
 //! No function panics on any key: keys are untrusted bytes.
 #![forbid(unsafe_code)]
@@ -18,9 +20,11 @@ mod hash;
 mod ketama;
 mod modula;
 mod random;
+mod slot;
 mod tag;
 
 pub use continuum::{Continuum, ServerSpec};
+pub use slot::{cluster_hash_tag, cluster_key_slot, crc16_xmodem, CLUSTER_SLOTS};
 pub use tag::hash_tag_key;
 
 /// The `hash:` pool key. Names are the ones nutcracker accepts.

@@ -110,6 +110,7 @@ pub struct RunningProxy {
     config: Arc<Config>,
     /// Per pool: the client count and server health the workers share.
     shared: Vec<Arc<pool::health::PoolShared>>,
+    limits: Limits,
     listen_addrs: Vec<Option<SocketAddr>>,
     stats_local_addr: Option<SocketAddr>,
     prometheus_local_addr: Option<SocketAddr>,
@@ -226,7 +227,11 @@ impl RunningProxy {
                             .map(|_| Arc::new(PoolStats::for_pool(pool)))
                             .collect(),
                     ));
-                    shared.push(Arc::new(pool::health::PoolShared::new(pool)));
+                    shared.push(Arc::new(pool::health::PoolShared::new(
+                        pool,
+                        workers,
+                        self.limits,
+                    )));
                 }
             }
         }
@@ -251,6 +256,7 @@ impl RunningProxy {
             Arc::new(stats_server::StatsLayout {
                 config: config.clone(),
                 pools: layout_pools,
+                clusters: shared.iter().map(|s| s.cluster.clone()).collect(),
             });
         self.config = config;
         self.shared = shared;
@@ -386,7 +392,7 @@ pub fn start(config: Config, opts: RunOptions) -> Result<RunningProxy, StartErro
     let shared: Vec<Arc<pool::health::PoolShared>> = config
         .pools
         .iter()
-        .map(|p| Arc::new(pool::health::PoolShared::new(p)))
+        .map(|p| Arc::new(pool::health::PoolShared::new(p, workers, limits)))
         .collect();
     let admission = Arc::new(worker::Admission::new(&config, workers));
     let (control, control_rx) = watch::channel((worker::Control::Run, Duration::ZERO));
@@ -406,6 +412,7 @@ pub fn start(config: Config, opts: RunOptions) -> Result<RunningProxy, StartErro
             })
             .collect();
         let setup = worker::WorkerSetup {
+            index: w,
             config: config.clone(),
             pools,
             stats: worker_stats[w].clone(),
@@ -427,6 +434,7 @@ pub fn start(config: Config, opts: RunOptions) -> Result<RunningProxy, StartErro
         layout: std::sync::Mutex::new(Arc::new(stats_server::StatsLayout {
             config: config.clone(),
             pools: pool_stats,
+            clusters: shared.iter().map(|s| s.cluster.clone()).collect(),
         })),
         workers: worker_stats,
         started: Instant::now(),
@@ -455,6 +463,7 @@ pub fn start(config: Config, opts: RunOptions) -> Result<RunningProxy, StartErro
         stats: source,
         config,
         shared,
+        limits,
         listen_addrs,
         stats_local_addr,
         prometheus_local_addr,

@@ -78,6 +78,58 @@ pub struct PoolStats {
     pub servers: Vec<ServerStats>,
 }
 
+/// A Redis Cluster node's counters: the server fields and the cluster
+/// refusals per worker (each worker writes its own), and the topology
+/// queries the refresh thread (their only writer) sent it.
+#[derive(Debug)]
+pub struct NodeStats {
+    /// `host:port`, the node's entry name in the stats.
+    pub name: String,
+    pub workers: Vec<ServerStats>,
+    pub cluster: Vec<NodeClusterStats>,
+    pub refresh_ok: Counter,
+    pub refresh_failed: Counter,
+}
+
+impl NodeStats {
+    pub fn new(name: String, workers: usize) -> NodeStats {
+        NodeStats {
+            name,
+            workers: (0..workers).map(|_| ServerStats::default()).collect(),
+            cluster: (0..workers).map(|_| NodeClusterStats::default()).collect(),
+            refresh_ok: Counter::default(),
+            refresh_failed: Counter::default(),
+        }
+    }
+}
+
+/// What one worker saw a cluster node refuse, and what it did about it.
+#[derive(Debug, Default)]
+pub struct NodeClusterStats {
+    /// MOVED replies followed.
+    pub moved: Counter,
+    /// ASK replies followed (with ASKING).
+    pub ask: Counter,
+    /// TRYAGAIN replies retried.
+    pub tryagain: Counter,
+    /// CLUSTERDOWN, MASTERDOWN and READONLY replies retried.
+    pub clusterdown: Counter,
+    /// Requests sent again after this node's connection failed unsent.
+    pub resent: Counter,
+    /// Redirected or retried requests that ran out of hops or time and got
+    /// the node's error.
+    pub gave_up: Counter,
+}
+
+/// A cluster pool's topology counters, written by its refresh thread only.
+#[derive(Debug, Default)]
+pub struct ClusterPoolStats {
+    pub refresh_ok: Counter,
+    pub refresh_failed: Counter,
+    /// Slot maps accepted that differed from the one before.
+    pub topology_changes: Counter,
+}
+
 /// Connection counters of one worker (nutcracker's top-level fields).
 #[derive(Debug, Default)]
 pub struct WorkerStats {
@@ -267,6 +319,79 @@ pub(crate) const SERVER_FIELDS: [Field<ServerStats>; 17] = [
     ),
 ];
 
+/// Per-node cluster fields (summed over workers), after the server fields.
+pub(crate) const NODE_CLUSTER_FIELDS: [Field<NodeClusterStats>; 6] = [
+    field!(
+        moved,
+        Counter,
+        "# MOVED redirects followed [ncproxy]",
+        moved
+    ),
+    field!(ask, Counter, "# ASK redirects followed [ncproxy]", ask),
+    field!(
+        tryagain,
+        Counter,
+        "# TRYAGAIN replies retried [ncproxy]",
+        tryagain
+    ),
+    field!(
+        clusterdown,
+        Counter,
+        "# CLUSTERDOWN, MASTERDOWN and READONLY replies retried [ncproxy]",
+        clusterdown
+    ),
+    field!(
+        resent,
+        Counter,
+        "# requests sent again after the connection failed before they were written [ncproxy]",
+        resent
+    ),
+    field!(
+        gave_up,
+        Counter,
+        "# redirected or retried requests answered with the node's error [ncproxy]",
+        gave_up
+    ),
+];
+
+/// Per-node topology query fields (written by the refresh thread).
+pub(crate) const NODE_REFRESH_FIELDS: [Field<NodeStats>; 2] = [
+    field!(
+        refresh_ok,
+        Counter,
+        "# CLUSTER SLOTS queries this node answered with a full map [ncproxy]",
+        refresh_ok
+    ),
+    field!(
+        refresh_failed,
+        Counter,
+        "# CLUSTER SLOTS queries to this node that failed [ncproxy]",
+        refresh_failed
+    ),
+];
+
+/// Per-pool topology fields of a cluster pool, after the pool fields.
+pub(crate) const CLUSTER_POOL_FIELDS: [Field<ClusterPoolStats>; 3] = [
+    field!(
+        cluster_refresh_ok,
+        Counter,
+        "# topology refreshes that loaded a full slot map [ncproxy]",
+        refresh_ok
+    ),
+    field!(
+        cluster_refresh_failed,
+        Counter,
+        "# topology refreshes that found no node with a full slot map [ncproxy]",
+        refresh_failed
+    ),
+    field!(
+        cluster_topology_changes,
+        Counter,
+        "# slot maps accepted that differed from the previous one [ncproxy]",
+        topology_changes
+    ),
+];
+
 /// The `-D` text in nutcracker's format: every stats field and its meaning,
 /// nutcracker's lines first, then ncproxy's send-path additions.
 pub fn describe() -> String {
@@ -276,6 +401,17 @@ pub fn describe() -> String {
     }
     out.push_str("\nserver stats:\n");
     for field in &SERVER_FIELDS {
+        out.push_str(&format!("  {:<20}\"{}\"\n", field.name, field.help));
+    }
+    out.push_str("redis_cluster pool stats [ncproxy]:\n");
+    for field in &CLUSTER_POOL_FIELDS {
+        out.push_str(&format!("  {:<20}\"{}\"\n", field.name, field.help));
+    }
+    out.push_str("redis_cluster node stats [ncproxy]:\n");
+    for field in &NODE_CLUSTER_FIELDS {
+        out.push_str(&format!("  {:<20}\"{}\"\n", field.name, field.help));
+    }
+    for field in &NODE_REFRESH_FIELDS {
         out.push_str(&format!("  {:<20}\"{}\"\n", field.name, field.help));
     }
     out

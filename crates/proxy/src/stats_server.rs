@@ -13,13 +13,36 @@ use nc_config::Config;
 use tokio::io::AsyncWriteExt;
 use tokio::sync::oneshot;
 
-use crate::stats::{Field, Kind, PoolStats, ServerStats, WorkerStats, POOL_FIELDS, SERVER_FIELDS};
+use crate::pool::cluster::topology::ClusterShared;
+use crate::stats::{
+    Field, Kind, NodeStats, PoolStats, ServerStats, WorkerStats, CLUSTER_POOL_FIELDS,
+    NODE_CLUSTER_FIELDS, NODE_REFRESH_FIELDS, POOL_FIELDS, SERVER_FIELDS,
+};
 
 /// The pools being counted: replaced as a whole on reload.
 pub(crate) struct StatsLayout {
     pub(crate) config: Arc<Config>,
     /// `[pool][worker]`.
     pub(crate) pools: Vec<Arc<Vec<Arc<PoolStats>>>>,
+    /// Per pool: its cluster topology, for a `redis_cluster` pool. Its
+    /// server entries are the nodes its current map lists.
+    pub(crate) clusters: Vec<Option<Arc<ClusterShared>>>,
+}
+
+/// One server entry of a pool in the stats: a configured server (by index)
+/// or a cluster node.
+enum Entry {
+    Server(usize, String),
+    Node(Arc<NodeStats>),
+}
+
+impl Entry {
+    fn name(&self) -> &str {
+        match self {
+            Entry::Server(_, name) => name,
+            Entry::Node(node) => &node.name,
+        }
+    }
 }
 
 /// What the JSON is built from.
@@ -58,6 +81,58 @@ impl StatsLayout {
             field.kind,
             self.pools[p].iter().map(|s| (field.get)(&s.servers[i])),
         )
+    }
+
+    /// The server entries of pool `p`: its servers, or its cluster's nodes.
+    fn entries(&self, p: usize) -> Vec<Entry> {
+        match &self.clusters.get(p).and_then(Option::as_ref) {
+            Some(cluster) => cluster
+                .listed_nodes()
+                .into_iter()
+                .map(Entry::Node)
+                .collect(),
+            None => self.config.pools[p]
+                .servers
+                .iter()
+                .enumerate()
+                .map(|(i, s)| Entry::Server(i, s.name.clone()))
+                .collect(),
+        }
+    }
+
+    fn entry_value(&self, p: usize, entry: &Entry, field: &Field<ServerStats>) -> u64 {
+        match entry {
+            Entry::Server(i, _) => self.server_value(p, *i, field),
+            Entry::Node(node) => combine(field.kind, node.workers.iter().map(|s| (field.get)(s))),
+        }
+    }
+
+    /// A node's cluster fields, as (name, value) in order.
+    fn node_cluster_values(entry: &Entry) -> Vec<(&'static str, u64)> {
+        let Entry::Node(node) = entry else {
+            return Vec::new();
+        };
+        NODE_CLUSTER_FIELDS
+            .iter()
+            .map(|f| {
+                (
+                    f.name,
+                    combine(f.kind, node.cluster.iter().map(|s| (f.get)(s))),
+                )
+            })
+            .chain(NODE_REFRESH_FIELDS.iter().map(|f| (f.name, (f.get)(node))))
+            .collect()
+    }
+
+    /// A cluster pool's topology fields, as (name, value) in order.
+    fn cluster_pool_values(&self, p: usize) -> Vec<(&'static str, u64)> {
+        match self.clusters.get(p).and_then(Option::as_ref) {
+            Some(cluster) => CLUSTER_POOL_FIELDS
+                .iter()
+                .map(|f| (f.name, (f.get)(&cluster.stats)))
+                .collect(),
+            None => Vec::new(),
+        }
     }
 }
 
@@ -102,16 +177,22 @@ impl StatsSource {
                     layout.pool_value(p, field) as i64
                 );
             }
-            for (i, server) in pool.servers.iter().enumerate() {
-                let _ = write!(out, "{}\"{}\": {{", separator(i), server.name);
+            for (name, value) in layout.cluster_pool_values(p) {
+                let _ = write!(out, ", \"{name}\":{}", value as i64);
+            }
+            for (i, entry) in layout.entries(p).iter().enumerate() {
+                let _ = write!(out, "{}\"{}\": {{", separator(i), entry.name());
                 for (k, field) in SERVER_FIELDS.iter().enumerate() {
-                    let value = layout.server_value(p, i, field) as i64;
+                    let value = layout.entry_value(p, entry, field) as i64;
                     let _ = write!(
                         out,
                         "{}\"{}\":{value}",
                         if k == 0 { "" } else { ", " },
                         field.name
                     );
+                }
+                for (name, value) in StatsLayout::node_cluster_values(entry) {
+                    let _ = write!(out, ", \"{name}\":{}", value as i64);
                 }
                 out.push('}');
             }
@@ -171,19 +252,49 @@ impl StatsSource {
             });
             family(field.name, field.kind, field.help, &mut samples);
         }
+        let entries: Vec<Vec<Entry>> = (0..pools.len()).map(|p| layout.entries(p)).collect();
+        let server_labels = |p: usize, entry: &Entry| {
+            format!(
+                "{{pool=\"{}\",server=\"{}\"}}",
+                escape_label(&pools[p].name),
+                escape_label(entry.name())
+            )
+        };
         for field in &SERVER_FIELDS {
-            let mut samples = pools.iter().enumerate().flat_map(|(p, pool)| {
+            let mut samples = entries.iter().enumerate().flat_map(|(p, entries)| {
                 let layout = &layout;
-                pool.servers.iter().enumerate().map(move |(i, server)| {
-                    let labels = format!(
-                        "{{pool=\"{}\",server=\"{}\"}}",
-                        escape_label(&pool.name),
-                        escape_label(&server.name)
-                    );
-                    (labels, layout.server_value(p, i, field))
+                entries.iter().map(move |entry| {
+                    (server_labels(p, entry), layout.entry_value(p, entry, field))
                 })
             });
             family(field.name, field.kind, field.help, &mut samples);
+        }
+        if layout.clusters.iter().all(Option::is_none) {
+            return out;
+        }
+        for (k, field) in CLUSTER_POOL_FIELDS.iter().enumerate() {
+            let mut samples = (0..pools.len()).filter_map(|p| {
+                let values = layout.cluster_pool_values(p);
+                values
+                    .get(k)
+                    .map(|(_, v)| (format!("{{pool=\"{}\"}}", escape_label(&pools[p].name)), *v))
+            });
+            family(field.name, field.kind, field.help, &mut samples);
+        }
+        let cluster_fields = NODE_CLUSTER_FIELDS
+            .iter()
+            .map(|f| (f.name, f.kind, f.help))
+            .chain(NODE_REFRESH_FIELDS.iter().map(|f| (f.name, f.kind, f.help)));
+        for (k, (name, kind, help)) in cluster_fields.enumerate() {
+            let mut samples = entries.iter().enumerate().flat_map(|(p, entries)| {
+                entries.iter().filter_map(move |entry| {
+                    StatsLayout::node_cluster_values(entry)
+                        .get(k)
+                        .map(|(_, v)| (server_labels(p, entry), *v))
+                })
+            });
+            let name = format!("cluster_{name}");
+            family(&name, kind, help, &mut samples);
         }
         out
     }

@@ -82,6 +82,72 @@ impl CommandSpec {
         }
     }
 
+    /// Whether the command only reads (Redis's `readonly` flag): what a
+    /// Redis Cluster replica serves after READONLY.
+    pub fn is_read_only(&self) -> bool {
+        matches!(
+            self.name,
+            "bitcount"
+                | "bitpos"
+                | "dump"
+                | "exists"
+                | "geodist"
+                | "geohash"
+                | "geopos"
+                | "get"
+                | "getbit"
+                | "getrange"
+                | "hexists"
+                | "hget"
+                | "hgetall"
+                | "hkeys"
+                | "hlen"
+                | "hmget"
+                | "hrandfield"
+                | "hscan"
+                | "hstrlen"
+                | "hvals"
+                | "lindex"
+                | "llen"
+                | "lpos"
+                | "lrange"
+                | "mget"
+                | "pfcount"
+                | "pttl"
+                | "scard"
+                | "sdiff"
+                | "sinter"
+                | "sismember"
+                | "smembers"
+                | "smismember"
+                | "srandmember"
+                | "sscan"
+                | "strlen"
+                | "sunion"
+                | "touch"
+                | "ttl"
+                | "type"
+                | "zcard"
+                | "zcount"
+                | "zdiff"
+                | "zinter"
+                | "zlexcount"
+                | "zmscore"
+                | "zrandmember"
+                | "zrange"
+                | "zrangebylex"
+                | "zrangebyscore"
+                | "zrank"
+                | "zrevrange"
+                | "zrevrangebylex"
+                | "zrevrangebyscore"
+                | "zrevrank"
+                | "zscan"
+                | "zscore"
+                | "zunion"
+        )
+    }
+
     /// Every command in the table, sorted by name.
     pub fn all() -> &'static [CommandSpec] {
         &COMMANDS
@@ -174,6 +240,19 @@ mod tests {
         }
         // A NUL cannot make a prefix match a longer name.
         assert!(lookup(b"get\0").is_none());
+    }
+
+    #[test]
+    fn read_only_commands() {
+        let read_only = |n: &str| lookup(n.as_bytes()).unwrap().is_read_only();
+        for name in ["get", "mget", "exists", "hgetall", "zrange", "ttl", "sscan"] {
+            assert!(read_only(name), "{name}");
+        }
+        for name in [
+            "set", "del", "incr", "eval", "zadd", "getdel", "getex", "sort",
+        ] {
+            assert!(!read_only(name), "{name}");
+        }
     }
 
     #[test]

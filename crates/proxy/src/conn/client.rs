@@ -12,12 +12,12 @@ use tokio::time::Instant;
 
 use crate::conn::replies::{flush_forward_errors, ClientShared, NO_FRAGMENT};
 use crate::conn::server::{Owner, ServerReq};
-use crate::dialect::{Action, Split, SplitRequest, Wire};
+use crate::dialect::{Action, Split, SplitRequest, TransactionStep, Wire};
 use crate::errno::errno_of;
 use crate::io::chain::Sent;
 use crate::io::stream::Stream;
 use crate::log;
-use crate::pool::{Pool, PoolHandle};
+use crate::pool::{Pool, PoolHandle, Target};
 
 /// Read buffer growth step, like one nutcracker mbuf.
 const READ_CHUNK: usize = 16 * 1024;
@@ -66,6 +66,7 @@ pub(crate) async fn serve(stream: Stream, handle: Rc<PoolHandle>) {
         quit: false,
         authenticated: !pool.dialect.needs_auth(),
         wire,
+        txn: None,
     };
     let end = poll_fn(|cx| client.poll(cx)).await;
     shared.close();
@@ -94,7 +95,31 @@ struct Client {
     /// The protocol this client speaks (fixed at accept; a reload that
     /// changes it applies to new clients).
     wire: Wire,
+    /// A cluster pool's transaction being queued (after MULTI).
+    txn: Option<Transaction>,
 }
+
+/// A transaction queued between MULTI and EXEC (cluster pools): sent whole,
+/// MULTI to EXEC in one buffer, to the node of its slot, so no other
+/// client's command can come between its commands on the shared connection.
+struct Transaction {
+    data: BytesMut,
+    /// Commands queued (each answered `+QUEUED` here; the node's own
+    /// `+OK`/`+QUEUED` are swallowed).
+    commands: usize,
+    slot: Option<u16>,
+    /// Why EXEC cannot run it.
+    refused: Option<&'static [u8]>,
+}
+
+/// Most commands one transaction may queue; more aborts it.
+const MAX_TXN_COMMANDS: usize = 10_000;
+static MULTI: &[u8] = b"*1\r\n$5\r\nMULTI\r\n";
+static EXEC: &[u8] = b"*1\r\n$4\r\nEXEC\r\n";
+static QUEUED: Bytes = Bytes::from_static(b"+QUEUED\r\n");
+static OK: Bytes = Bytes::from_static(b"+OK\r\n");
+static CROSSSLOT: &[u8] = b"-CROSSSLOT Keys in request don't hash to the same slot\r\n";
+static EXECABORT: &[u8] = b"-EXECABORT Transaction discarded because of previous errors.\r\n";
 
 impl Client {
     fn poll(&mut self, cx: &mut Context<'_>) -> Poll<End> {
@@ -221,6 +246,30 @@ impl Client {
                 self.shared.push_ready(self.pool.dialect.noauth_reply());
                 return Ok(());
             }
+            Action::Transaction(step) => {
+                self.transaction(step);
+                return Ok(());
+            }
+            Action::Split(split) if self.txn.is_some() => {
+                let pool = &self.pool;
+                let slot = match self.wire.split(&split, &bytes, |key| pool.split_group(key)) {
+                    Some(request) if request.fragments.len() == 1 => {
+                        Some(request.fragments[0].0 as u16)
+                    }
+                    _ => None,
+                };
+                self.queue_in_transaction(bytes, slot.ok_or(CROSSSLOT).map(Some));
+                return Ok(());
+            }
+            Action::Local(_) | Action::ForwardPlaceholder if self.txn.is_some() => {
+                self.queue_in_transaction(bytes, Ok(None));
+                return Ok(());
+            }
+            Action::Forward { key, .. } if self.txn.is_some() => {
+                let slot = nc_hashkit::cluster_key_slot(&bytes[key]);
+                self.queue_in_transaction(bytes, Ok(Some(slot)));
+                return Ok(());
+            }
             Action::Local(reply) => {
                 self.shared.push_ready(reply);
                 return Ok(());
@@ -237,7 +286,7 @@ impl Client {
                 // Nothing to answer: with no live server it is dropped, as
                 // nutcracker drops a noreply request it cannot forward.
                 if let Some(server) = self.pool.route(&bytes[key]) {
-                    self.enqueue(server, bytes, Owner::NoReply);
+                    self.enqueue(Target::server(server), bytes, Owner::NoReply);
                 }
                 return Ok(());
             }
@@ -253,7 +302,7 @@ impl Client {
                     Some(quiet) => self.shared.push_quiet(quiet),
                     None => self.shared.push_pending(1, None),
                 };
-                self.forward(server, bytes, seq, NO_FRAGMENT);
+                self.forward(Target::server(server), bytes, seq, NO_FRAGMENT);
                 return Ok(());
             }
             Action::Broadcast { noreply } => {
@@ -267,43 +316,112 @@ impl Client {
                 ));
                 return Ok(());
             }
-            Action::ForwardPlaceholder => PLACEHOLDER_KEY,
-            Action::Forward { key } => &bytes[key],
+            Action::ForwardPlaceholder => (PLACEHOLDER_KEY, false),
+            Action::Forward { key, read_only } => (&bytes[key], read_only),
         };
-        match self.pool.route(key) {
-            Some(server) => {
+        match self.pool.target(key.0, key.1) {
+            Ok(target) => {
                 let seq = self.shared.push_pending(1, None);
-                self.forward(server, bytes, seq, NO_FRAGMENT);
+                self.forward(target, bytes, seq, NO_FRAGMENT);
             }
-            None => self
-                .shared
-                .push_ready(self.wire.error_reply(libc::ECONNREFUSED)),
+            Err(reply) => self.shared.push_ready(reply),
         }
         Ok(())
     }
 
-    fn forward(&self, server: usize, data: Bytes, seq: u64, frag: u32) {
+    /// MULTI, EXEC, DISCARD with Redis's replies to misuse.
+    fn transaction(&mut self, step: TransactionStep) {
+        let reply: Bytes = match (step, self.txn.take()) {
+            (TransactionStep::Multi, Some(txn)) => {
+                self.txn = Some(txn);
+                Bytes::from_static(b"-ERR MULTI calls can not be nested\r\n")
+            }
+            (TransactionStep::Multi, None) => {
+                self.txn = Some(Transaction {
+                    data: BytesMut::from(MULTI),
+                    commands: 0,
+                    slot: None,
+                    refused: None,
+                });
+                OK.clone()
+            }
+            (TransactionStep::Discard, Some(_)) => OK.clone(),
+            (TransactionStep::Discard, None) => {
+                Bytes::from_static(b"-ERR DISCARD without MULTI\r\n")
+            }
+            (TransactionStep::Exec, None) => Bytes::from_static(b"-ERR EXEC without MULTI\r\n"),
+            (TransactionStep::Exec, Some(txn)) => return self.exec(txn),
+        };
+        self.shared.push_ready(reply);
+    }
+
+    /// Queues one command of the open transaction; `slot` is its keys'
+    /// slot (None: no key), or the error that aborts the transaction.
+    fn queue_in_transaction(&mut self, bytes: Bytes, slot: Result<Option<u16>, &'static [u8]>) {
+        let Some(txn) = self.txn.as_mut() else {
+            return;
+        };
+        txn.commands += 1;
+        let refused = match slot {
+            Err(refusal) => Some(refusal),
+            Ok(Some(slot)) if txn.slot.is_some_and(|s| s != slot) => Some(CROSSSLOT),
+            Ok(slot) => {
+                txn.slot = txn.slot.or(slot);
+                (txn.commands > MAX_TXN_COMMANDS || txn.data.len() > self.pool.limits.max_bulk_len)
+                    .then_some(EXECABORT)
+            }
+        };
+        match refused {
+            Some(refusal) => {
+                txn.refused.get_or_insert(refusal);
+                txn.data.clear();
+            }
+            None if txn.refused.is_none() => txn.data.extend_from_slice(&bytes),
+            None => {}
+        }
+        self.shared.push_ready(QUEUED.clone());
+    }
+
+    /// Sends a queued transaction whole to the node of its slot.
+    fn exec(&mut self, mut txn: Transaction) {
+        if let Some(refusal) = txn.refused {
+            self.shared.push_ready(Bytes::from_static(refusal));
+            return;
+        }
+        txn.data.extend_from_slice(EXEC);
+        let slot = txn.slot.unwrap_or(0);
+        match self.pool.group_target(usize::from(slot), false) {
+            Ok(mut target) => {
+                let preamble = (txn.commands + 1).min(usize::from(u16::MAX)) as u16;
+                target.route.skip = preamble;
+                target.route.txn_skip = preamble;
+                let seq = self.shared.push_pending(1, None);
+                self.forward(target, txn.data.freeze(), seq, NO_FRAGMENT);
+            }
+            Err(reply) => self.shared.push_ready(reply),
+        }
+    }
+
+    fn forward(&self, target: Target, data: Bytes, seq: u64, frag: u32) {
         let owner = Owner::Client {
             client: self.shared.clone(),
             seq,
             frag,
             awaited: crate::io::busy_poll::AwaitedReply::new(),
         };
-        self.enqueue(server, data, owner);
+        self.enqueue(target, data, owner);
     }
 
-    fn enqueue(&self, server: usize, data: Bytes, owner: Owner) {
+    fn enqueue(&self, target: Target, data: Bytes, owner: Owner) {
         // A no-reply request has no timeout (nutcracker's
         // req_server_enqueue_imsgq), and no one to tell about one.
         let deadline = match owner {
             Owner::NoReply => None,
             _ => self.pool.timeout.map(|t| Instant::now() + t),
         };
-        self.pool.conn(server).enqueue(ServerReq {
-            data,
-            owner,
-            deadline,
-        });
+        let mut req = ServerReq::new(data, owner, deadline);
+        req.route = target.route;
+        self.pool.conn(target.server).enqueue(req);
     }
 
     /// Sends one request to every server of the pool (memcache flush_all,
@@ -317,36 +435,51 @@ impl Client {
         }
         if noreply {
             for server in 0..servers {
-                self.enqueue(server, bytes.clone(), Owner::NoReply);
+                self.enqueue(Target::server(server), bytes.clone(), Owner::NoReply);
             }
             return;
         }
         let request = self.wire.broadcast(&bytes, servers);
-        self.forward_fragments(request);
+        self.forward_fragments(request, false);
     }
 
     /// Queues one reply slot that merges the fragments' replies, and
     /// forwards each fragment to its server.
-    fn forward_fragments(&self, request: SplitRequest) {
+    fn forward_fragments(&self, request: SplitRequest, read_only: bool) {
         let nfrags = request.fragments.len() as u32;
         let seq = self
             .shared
             .push_pending(nfrags, Some(Box::new(request.state)));
-        for (i, (server, data)) in request.fragments.into_iter().enumerate() {
-            self.forward(server, data, seq, i as u32);
+        for (i, (group, data)) in request.fragments.into_iter().enumerate() {
+            match self.pool.group_target(group, read_only) {
+                Ok(target) => self.forward(target, data, seq, i as u32),
+                Err(_) => self.shared.deliver(seq, i as u32, Err(libc::ECONNREFUSED)),
+            }
         }
     }
 
-    /// Splits a multi-key request into one request per server and queues
-    /// one reply slot that merges theirs.
+    /// Splits a multi-key request into one request per server (per slot
+    /// in a cluster pool) and queues one reply slot that merges theirs.
     fn split(&mut self, split: &Split, bytes: &Bytes) {
         let pool = &self.pool;
-        let Some(request) = self.wire.split(split, bytes, |key| pool.route(key)) else {
+        let Some(request) = self.wire.split(split, bytes, |key| pool.split_group(key)) else {
             self.shared
                 .push_ready(self.wire.error_reply(libc::ECONNREFUSED));
             return;
         };
-        self.forward_fragments(request);
+        if pool.is_cluster() && request.fragments.len() == 1 {
+            // Every key in one slot: the command goes whole, as received.
+            let slot = request.fragments[0].0;
+            match pool.group_target(slot, split.read_only) {
+                Ok(target) => {
+                    let seq = self.shared.push_pending(1, None);
+                    self.forward(target, bytes.clone(), seq, NO_FRAGMENT);
+                }
+                Err(reply) => self.shared.push_ready(reply),
+            }
+            return;
+        }
+        self.forward_fragments(request, split.read_only);
     }
 
     fn send(&mut self, cx: &mut Context<'_>, progress: &mut bool) -> Result<(), End> {

@@ -14,6 +14,8 @@ use std::rc::{Rc, Weak};
 
 /// Per-worker state every connection of the worker can reach.
 pub(crate) struct WorkerCtx {
+    /// Which worker this is (0-based): its column in per-worker counters.
+    pub(crate) index: usize,
     /// Set on drain: clients stop reading and close after their replies.
     pub(crate) draining: Cell<bool>,
     clients: RefCell<HashMap<u64, Weak<replies::ClientShared>>>,
@@ -21,8 +23,9 @@ pub(crate) struct WorkerCtx {
 }
 
 impl WorkerCtx {
-    pub(crate) fn new() -> WorkerCtx {
+    pub(crate) fn new(index: usize) -> WorkerCtx {
         WorkerCtx {
+            index,
             draining: Cell::new(false),
             clients: RefCell::new(HashMap::new()),
             next_client: Cell::new(0),

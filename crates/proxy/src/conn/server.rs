@@ -60,17 +60,86 @@ pub(crate) struct ServerReq {
     pub(crate) data: Bytes,
     pub(crate) owner: Owner,
     pub(crate) deadline: Option<Instant>,
+    /// Redis Cluster routing state; the default for static pools.
+    pub(crate) route: Route,
+    /// A transaction's preamble reply that refused it (a queued command
+    /// answered MOVED or ASK): EXEC's EXECABORT is then handled as this.
+    pub(crate) refusal: Option<Bytes>,
+}
+
+/// Where a Redis Cluster request is going and how it got there.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Route {
+    /// The slot of the request's keys.
+    pub(crate) slot: u16,
+    /// MOVED and ASK redirects followed so far.
+    pub(crate) hops: u8,
+    /// TRYAGAIN, CLUSTERDOWN and connection-failure retries so far.
+    pub(crate) retries: u8,
+    /// A read-only command (replica reads may take it).
+    pub(crate) read_only: bool,
+    /// Replies still to swallow before the request's own: the `+OK` of an
+    /// ASKING in front, a transaction's `+OK` and `+QUEUED`s.
+    pub(crate) skip: u16,
+    /// `data` is a whole transaction (MULTI ... EXEC) with this many
+    /// replies before EXEC's; 0 for a single command.
+    pub(crate) txn_skip: u16,
+    /// `data` starts with an ASKING.
+    pub(crate) ask_prefix: bool,
+    /// When retries stop, set at the first retry.
+    pub(crate) retry_until: Option<Instant>,
 }
 
 impl ServerReq {
-    fn fail(self, errno: Errno) {
+    /// A request for a client's reply slot.
+    pub(crate) fn new(data: Bytes, owner: Owner, deadline: Option<Instant>) -> ServerReq {
+        ServerReq {
+            data,
+            owner,
+            deadline,
+            route: Route::default(),
+            refusal: None,
+        }
+    }
+
+    pub(crate) fn fail(self, errno: Errno) {
+        self.answer(Err(errno));
+    }
+
+    /// Gives the request's owner its reply (or error); others have none.
+    pub(crate) fn answer(self, reply: Result<Bytes, Errno>) {
         if let Owner::Client {
             client, seq, frag, ..
         } = self.owner
         {
-            client.deliver(seq, frag, Err(errno));
+            client.deliver(seq, frag, reply);
         }
     }
+
+    /// Whether anyone still waits for the reply.
+    pub(crate) fn is_wanted(&self) -> bool {
+        matches!(&self.owner, Owner::Client { client, .. } if !client.is_closed())
+    }
+}
+
+/// What a Redis Cluster pool does with the requests a node did not serve.
+/// The cluster router implements it; a server connection only hands over.
+pub(crate) trait ClusterHooks {
+    /// A node answered `error` (the complete `reply`) instead of serving `req`.
+    fn cluster_error(
+        &self,
+        req: ServerReq,
+        error: crate::dialect::cluster::ClusterError,
+        reply: Bytes,
+        from: &ServerCtx,
+    );
+    /// `req` was never (completely) written before its connection failed
+    /// with `errno` (no node executed it), or it only reads: it may be sent
+    /// again.
+    fn unsent(&self, req: ServerReq, errno: Errno, from: &ServerCtx);
+    /// A connection to the node failed (connect, error, timeout): the map
+    /// may be stale (a master died without a MOVED to say so).
+    fn connection_failed(&self, from: &ServerCtx);
 }
 
 /// What a server connection needs to know about its server and pool.
@@ -87,15 +156,36 @@ pub(crate) struct ServerCtx {
     /// The pool's state shared by the workers; this server's health is in it.
     pub(crate) shared: Arc<crate::pool::health::PoolShared>,
     pub(crate) ejection: Rc<crate::pool::health::Ejection>,
+    /// A Redis Cluster node: its counters (this worker's are at `.1`) and
+    /// where its refusals go. Cluster nodes are never ejected.
+    pub(crate) node: Option<ClusterNode>,
+}
+
+/// The cluster side of a node connection's context.
+pub(crate) struct ClusterNode {
+    pub(crate) stats: Arc<crate::stats::NodeStats>,
+    pub(crate) worker: usize,
+    pub(crate) hooks: std::rc::Weak<dyn ClusterHooks>,
 }
 
 impl ServerCtx {
     pub(crate) fn stats(&self) -> &ServerStats {
-        &self.pool_stats.servers[self.server_index]
+        match &self.node {
+            Some(node) => &node.stats.workers[node.worker],
+            None => &self.pool_stats.servers[self.server_index],
+        }
     }
 
-    pub(crate) fn health(&self) -> &crate::pool::health::ServerHealth {
-        self.shared.health.server(self.server_index)
+    /// The server's shared health; cluster nodes have none.
+    pub(crate) fn health(&self) -> Option<&crate::pool::health::ServerHealth> {
+        match self.node {
+            Some(_) => None,
+            None => Some(self.shared.health.server(self.server_index)),
+        }
+    }
+
+    fn cluster_hooks(&self) -> Option<Rc<dyn ClusterHooks>> {
+        self.node.as_ref().and_then(|node| node.hooks.upgrade())
     }
 }
 
@@ -109,6 +199,9 @@ pub(crate) struct Queues {
     unfenced: bool,
     /// The connection failed or closed; nothing more may be queued.
     dead: bool,
+    /// The server left the pool (a cluster node no longer in the map):
+    /// close once nothing is queued.
+    retired: bool,
 }
 
 /// The shared half of a server connection.
@@ -164,6 +257,7 @@ impl ServerConn {
                 send_offset: 0,
                 unfenced: false,
                 dead: false,
+                retired: false,
             }),
             waker: TaskWaker::default(),
             ctx,
@@ -174,6 +268,12 @@ impl ServerConn {
 
     pub(crate) fn is_dead(&self) -> bool {
         self.queues.borrow().dead
+    }
+
+    /// Closes the connection once its queues are empty.
+    pub(crate) fn retire(&self) {
+        self.queues.borrow_mut().retired = true;
+        self.waker.wake();
     }
 
     /// Queues a request for this server; fails it at once if the connection died.
@@ -213,11 +313,7 @@ impl ServerConn {
                 let stats = self.ctx.stats();
                 stats.in_queue.incr();
                 stats.in_queue_bytes.add(data.len() as u64);
-                ServerReq {
-                    data,
-                    owner: Owner::Fence,
-                    deadline: None,
-                }
+                ServerReq::new(data, Owner::Fence, None)
             })
         };
         q.inq.push_back(req);
@@ -242,14 +338,31 @@ impl ServerConn {
             stats.in_queue.sub(1);
             stats.in_queue_bytes.sub(req.data.len() as u64);
         }
-        for req in outq.into_iter().chain(inq) {
-            req.fail(errno);
+        let hooks = self.ctx.cluster_hooks();
+        for req in outq {
+            match &hooks {
+                // Written but unanswered: only a read is safe to run again.
+                Some(hooks) if req.route.read_only && req.is_wanted() => {
+                    hooks.unsent(req, errno, &self.ctx)
+                }
+                _ => req.fail(errno),
+            }
+        }
+        for req in inq {
+            match &hooks {
+                // Nothing of it reached a node: a cluster pool sends it again.
+                Some(hooks) if req.is_wanted() => hooks.unsent(req, errno, &self.ctx),
+                _ => req.fail(errno),
+            }
         }
     }
 }
 
 /// Why a connection ended.
+#[derive(Clone, Copy)]
 enum Close {
+    /// Retired and idle: closed by the proxy.
+    Retired,
     Eof,
     Error(Errno),
     TimedOut,
@@ -272,6 +385,9 @@ async fn run(conn: Rc<ServerConn>) {
             }
             conn.fail_all(errno);
             crate::pool::health::server_failure(&ctx);
+            if let Some(hooks) = ctx.cluster_hooks() {
+                hooks.connection_failed(&ctx);
+            }
             return;
         }
     };
@@ -290,6 +406,7 @@ async fn run(conn: Rc<ServerConn>) {
     stats.server_connections.sub(1);
     ctx.conns.curr_connections.sub(1);
     let errno = match close {
+        Close::Retired => 0,
         Close::Eof => {
             stats.server_eof.incr();
             0
@@ -306,6 +423,11 @@ async fn run(conn: Rc<ServerConn>) {
     drop(io);
     conn.fail_all(errno);
     crate::pool::health::server_failure(&ctx);
+    if !matches!(close, Close::Retired) {
+        if let Some(hooks) = ctx.cluster_hooks() {
+            hooks.connection_failed(&ctx);
+        }
+    }
 }
 
 /// The dialect's handshake (Redis: AUTH, then SELECT) at the head of the
@@ -321,11 +443,11 @@ fn push_handshake(conn: &ServerConn) {
     for request in handshake.into_iter().rev() {
         stats.in_queue.incr();
         stats.in_queue_bytes.add(request.data.len() as u64);
-        q.inq.push_front(ServerReq {
-            data: request.data,
-            owner: Owner::Internal(request.what),
-            deadline: None,
-        });
+        q.inq.push_front(ServerReq::new(
+            request.data,
+            Owner::Internal(request.what),
+            None,
+        ));
     }
 }
 
@@ -401,6 +523,12 @@ impl ServerIo {
                 return Poll::Ready(close);
             }
             if !progress {
+                {
+                    let q = conn.queues.borrow();
+                    if q.retired && q.inq.is_empty() && q.outq.is_empty() {
+                        return Poll::Ready(Close::Retired);
+                    }
+                }
                 return match self.poll_deadline(cx, conn) {
                     true => Poll::Ready(Close::TimedOut),
                     false => Poll::Pending,
@@ -477,8 +605,29 @@ impl ServerIo {
                 return Err(Close::Error(libc::EINVAL));
             }
             let bytes = self.rbuf.split_to(reply.len).freeze();
-            let owner = {
+            let mut req = {
                 let mut q = conn.queues.borrow_mut();
+                if let Some(head) = q.outq.front_mut().filter(|head| head.route.skip > 0) {
+                    // The +OK of an ASKING sent in front of this request, or
+                    // of its transaction's MULTI and queued commands. An
+                    // error here shows again in the request's own reply
+                    // (EXECABORT, MOVED), which is what the client gets.
+                    head.route.skip -= 1;
+                    if let ReplyClass::Cluster(_) = reply.class {
+                        if head.route.txn_skip > 0 && head.refusal.is_none() {
+                            head.refusal = Some(bytes);
+                            continue;
+                        }
+                    }
+                    if reply.class != ReplyClass::Ok {
+                        log::debug(format_args!(
+                            "server '{}' refused a request's preamble: {}",
+                            ctx.name,
+                            String::from_utf8_lossy(&bytes).trim_end()
+                        ));
+                    }
+                    continue;
+                }
                 let fenced = match q.outq.front() {
                     Some(head) => matches!(head.owner, Owner::Fence),
                     None => q.unfenced,
@@ -497,37 +646,50 @@ impl ServerIo {
                     Some(req) => {
                         stats.out_queue.sub(1);
                         stats.out_queue_bytes.sub(req.data.len() as u64);
-                        req.owner
+                        req
                     }
                     // A reply to the request still being written: memcached
                     // answers an oversized set after its command line and
                     // then discards the data. The request is done once its
                     // bytes are out; it expects nothing more.
-                    None if q.send_offset > 0 => match q.inq.front_mut() {
-                        Some(head) => std::mem::replace(&mut head.owner, Owner::Answered),
-                        None => Owner::Answered,
-                    },
+                    None if q.send_offset > 0 => {
+                        let owner = match q.inq.front_mut() {
+                            Some(head) => std::mem::replace(&mut head.owner, Owner::Answered),
+                            None => Owner::Answered,
+                        };
+                        ServerReq::new(Bytes::new(), owner, None)
+                    }
                     None => {
                         log::error(format_args!("stray reply from server '{}'", ctx.name));
                         return Err(Close::Error(libc::EINVAL));
                     }
                 }
             };
-            match owner {
+            match req.owner {
                 // A reply for a client that is gone is swallowed before it
                 // counts (nutcracker's rsp_filter runs before rsp_forward).
-                Owner::Client { client, .. } if client.is_closed() => {}
-                Owner::Client {
-                    client, seq, frag, ..
-                } => {
-                    ctx.health().ok();
+                Owner::Client { ref client, .. } if client.is_closed() => {}
+                Owner::Client { .. } => {
+                    let (class, bytes) = match req.refusal.take() {
+                        Some(refusal) => (ctx.dialect.classify_refusal(&refusal), refusal),
+                        None => (reply.class, bytes),
+                    };
+                    if let ReplyClass::Cluster(error) = class {
+                        if let Some(hooks) = ctx.cluster_hooks() {
+                            hooks.cluster_error(req, error, bytes, ctx);
+                            continue;
+                        }
+                    }
+                    if let Some(health) = ctx.health() {
+                        health.ok();
+                    }
                     stats.responses.incr();
                     stats.response_bytes.add(bytes.len() as u64);
-                    client.deliver(seq, frag, Ok(bytes));
+                    req.answer(Ok(bytes));
                 }
                 Owner::NoReply | Owner::Fence | Owner::Answered => {}
                 Owner::Internal(what) => {
-                    if reply.class == ReplyClass::Error {
+                    if reply.class != ReplyClass::Ok && reply.class != ReplyClass::Fence {
                         let msg = String::from_utf8_lossy(&bytes[..bytes.len().saturating_sub(2)]);
                         log::error(format_args!(
                             "{what} failed on {} | {}: {msg}",

@@ -56,9 +56,13 @@ pub(super) fn parse_request(buf: &[u8], limits: &Limits) -> Result<Parsed, Parse
                     args: request.keys.clone(),
                     prefix: request.exptime.clone(),
                     nkeys: request.nkeys,
+                    read_only: false,
                 })
             } else {
-                Action::Forward { key }
+                Action::Forward {
+                    key,
+                    read_only: false,
+                }
             }
         }
         Command::Set
@@ -72,7 +76,10 @@ pub(super) fn parse_request(buf: &[u8], limits: &Limits) -> Result<Parsed, Parse
         | Command::Delete
         | Command::Touch => match request.noreply {
             Some(_) => Action::ForwardNoReply { key },
-            None => Action::Forward { key },
+            None => Action::Forward {
+                key,
+                read_only: false,
+            },
         },
         Command::Version => Action::Local(VERSION.clone()),
         Command::Quit => Action::Quit,
@@ -368,7 +375,7 @@ mod tests {
             parsed(b"set a 0 0 1 noreply\r\nx\r\n").action,
             Action::ForwardNoReply { .. }
         ));
-        let Action::Forward { key } = parsed(b"incr counter 5\r\n").action else {
+        let Action::Forward { key, .. } = parsed(b"incr counter 5\r\n").action else {
             panic!("incr is forwarded by key");
         };
         assert_eq!(key, 5..12);

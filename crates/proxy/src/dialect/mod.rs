@@ -9,6 +9,7 @@
 //! One `match` per call picks the protocol (pingora's `enum Session`
 //! pattern): no trait objects, and a reload may switch a pool's protocol.
 
+pub(crate) mod cluster;
 pub(crate) mod memcache;
 pub(crate) mod redis;
 
@@ -46,8 +47,9 @@ pub(crate) struct Parsed {
 
 /// What the client does with a request, whatever the protocol.
 pub(crate) enum Action {
-    /// Forward as received to the server of `key`; one reply.
-    Forward { key: Range<usize> },
+    /// Forward as received to the server of `key`; one reply. `read_only`
+    /// (set only for Redis Cluster pools) lets replica reads take it.
+    Forward { key: Range<usize>, read_only: bool },
     /// Forward to the server of `key`; the server sends no reply (memcache
     /// `noreply`), so the client gets none either.
     ForwardNoReply { key: Range<usize> },
@@ -76,6 +78,17 @@ pub(crate) enum Action {
     /// Parsed but not proxied: the connection is closed (nutcracker's
     /// behaviour for unsupported commands).
     Unsupported(&'static str),
+    /// Redis Cluster pools: MULTI, EXEC and DISCARD. The client queues the
+    /// transaction and sends it whole, to the node of its one slot, at EXEC.
+    Transaction(TransactionStep),
+}
+
+/// A transaction command.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum TransactionStep {
+    Multi,
+    Exec,
+    Discard,
 }
 
 /// A request to split per server: its keys (or key/value groups) and how
@@ -90,6 +103,8 @@ pub(crate) struct Split {
     /// An argument every fragment repeats before the keys (gat's exptime).
     pub(crate) prefix: Option<Range<usize>>,
     pub(crate) nkeys: usize,
+    /// Redis Cluster pools: the command only reads.
+    pub(crate) read_only: bool,
 }
 
 /// Which replies memcache quiet mode suppresses.
@@ -157,6 +172,8 @@ pub(crate) enum ReplyClass {
     TransientFailure,
     /// The reply that ends a noreply fence (memcache `VERSION`).
     Fence,
+    /// A Redis Cluster node did not serve the request (MOVED, ASK, ...).
+    Cluster(cluster::ClusterError),
 }
 
 /// One complete reply at the head of a server's buffer.
@@ -169,6 +186,8 @@ pub(crate) struct ScannedReply {
 /// A server connection's reply scanner, resumable across reads.
 pub(crate) enum ReplyScanner {
     Resp(nc_protocol::resp::ReplyScanner),
+    /// RESP from a Redis Cluster node: cluster errors are classified too.
+    RespCluster(nc_protocol::resp::ReplyScanner),
     Memcache(nc_protocol::memcache::ReplyScanner),
 }
 
@@ -177,7 +196,8 @@ impl ReplyScanner {
     #[inline]
     pub(crate) fn scan(&mut self, buf: &[u8], limits: &Limits) -> Result<ScannedReply, ParseError> {
         match self {
-            ReplyScanner::Resp(scanner) => redis::scan_reply(scanner, buf, limits),
+            ReplyScanner::Resp(scanner) => redis::scan_reply(scanner, buf, limits, false),
+            ReplyScanner::RespCluster(scanner) => redis::scan_reply(scanner, buf, limits, true),
             ReplyScanner::Memcache(scanner) => memcache::scan_reply(scanner, buf, limits),
         }
     }
@@ -209,7 +229,7 @@ impl Dialect {
     #[inline]
     pub(crate) fn parse_request(&self, buf: &[u8], limits: &Limits) -> Result<Parsed, ParseError> {
         match self {
-            Dialect::Redis(_) => redis::parse_request(buf, limits),
+            Dialect::Redis(redis) => redis::parse_request(buf, limits, redis.cluster),
             Dialect::Memcache => memcache::parse_request(buf, limits),
         }
     }
@@ -242,8 +262,18 @@ impl Dialect {
     /// A fresh reply scanner for a server connection.
     pub(crate) fn reply_scanner(&self) -> ReplyScanner {
         match self {
+            Dialect::Redis(redis) if redis.cluster => ReplyScanner::RespCluster(Default::default()),
             Dialect::Redis(_) => ReplyScanner::Resp(Default::default()),
             Dialect::Memcache => ReplyScanner::Memcache(Default::default()),
+        }
+    }
+
+    /// The class of a complete reply that refused a transaction's queued
+    /// command (a cluster error, or an ordinary error).
+    pub(crate) fn classify_refusal(&self, reply: &[u8]) -> ReplyClass {
+        match cluster::classify(reply) {
+            Some(error) => ReplyClass::Cluster(error),
+            None => ReplyClass::Error,
         }
     }
 

@@ -29,6 +29,10 @@ pub(crate) struct Redis {
     pub(super) auth: Option<String>,
     /// `redis_db`: selected on every server connection when non-zero.
     db: u32,
+    /// A `redis_cluster` pool: cluster errors are classified, EXISTS splits.
+    pub(super) cluster: bool,
+    /// `cluster_read` is not `master`: every node connection sends READONLY.
+    readonly: bool,
 }
 
 impl Redis {
@@ -36,6 +40,11 @@ impl Redis {
         Redis {
             auth: pool.redis_auth.clone(),
             db: pool.redis_db,
+            cluster: pool.cluster.is_some(),
+            readonly: pool
+                .cluster
+                .as_ref()
+                .is_some_and(|c| c.read != nc_config::ClusterRead::Master),
         }
     }
 
@@ -61,6 +70,14 @@ impl Redis {
                 what: "AUTH",
             });
         }
+        if self.readonly {
+            // On a master READONLY changes nothing; on a replica (also one a
+            // failover demoted) it lets reads be served.
+            out.push(HandshakeRequest {
+                data: super::cluster::READONLY.clone(),
+                what: "READONLY",
+            });
+        }
         if self.db > 0 {
             let mut cmd = BytesMut::new();
             let db = self.db.to_string();
@@ -76,9 +93,31 @@ impl Redis {
 
 /// Parses one request and maps its command to an action.
 #[inline]
-pub(super) fn parse_request(buf: &[u8], limits: &Limits) -> Result<Parsed, ParseError> {
+pub(super) fn parse_request(
+    buf: &[u8],
+    limits: &Limits,
+    cluster: bool,
+) -> Result<Parsed, ParseError> {
+    if cluster {
+        if let Some(parsed) = transaction_command(buf)? {
+            return Ok(parsed);
+        }
+    }
     let request = resp::parse_request(buf, limits)?;
     let command = request.command;
+    // Static pools never ask: nutcracker has no replicas to read from.
+    let read_only = cluster && command.is_read_only();
+    let split_kind = match command.fragment_kind() {
+        // A cluster serves one slot per command, so EXISTS splits too.
+        None if cluster && command.name == "exists" && request.argc > 2 => {
+            Some(resp::FragmentKind::Sum)
+        }
+        kind => kind,
+    };
+    let nkeys = match split_kind {
+        Some(_) if command.name == "exists" => request.argc - 1,
+        _ => request.nkeys,
+    };
     let action = match command.special {
         Special::Quit => Action::Quit,
         Special::Auth => Action::Auth {
@@ -87,8 +126,8 @@ pub(super) fn parse_request(buf: &[u8], limits: &Limits) -> Result<Parsed, Parse
         Special::Ping => Action::Local(PONG.clone()),
         Special::Close => Action::Unsupported(command.name),
         Special::Placeholder => Action::ForwardPlaceholder,
-        _ => match command.fragment_kind() {
-            Some(kind) if request.nkeys > 1 => Action::Split(Split {
+        _ => match split_kind {
+            Some(kind) if nkeys > 1 => Action::Split(Split {
                 kind: match kind {
                     resp::FragmentKind::Mget => FragmentKind::Mget,
                     resp::FragmentKind::Sum => FragmentKind::Sum,
@@ -97,10 +136,12 @@ pub(super) fn parse_request(buf: &[u8], limits: &Limits) -> Result<Parsed, Parse
                 name: command.name,
                 args: request.args_start..request.len,
                 prefix: None,
-                nkeys: request.nkeys,
+                nkeys,
+                read_only,
             }),
             _ => Action::Forward {
                 key: request.key.clone(),
+                read_only,
             },
         },
     };
@@ -109,6 +150,33 @@ pub(super) fn parse_request(buf: &[u8], limits: &Limits) -> Result<Parsed, Parse
         action,
         blank: None,
     })
+}
+
+/// MULTI, EXEC and DISCARD (without arguments), which a cluster pool
+/// serves and nutcracker's command table does not have; `Ok(None)` for any
+/// other request. A prefix of one of them is `Incomplete`, so a command cut
+/// at any byte is not taken for an unknown one.
+fn transaction_command(buf: &[u8]) -> Result<Option<Parsed>, ParseError> {
+    use super::TransactionStep;
+    const COMMANDS: [(&[u8], TransactionStep); 3] = [
+        (b"*1\r\n$5\r\nmulti\r\n", TransactionStep::Multi),
+        (b"*1\r\n$4\r\nexec\r\n", TransactionStep::Exec),
+        (b"*1\r\n$7\r\ndiscard\r\n", TransactionStep::Discard),
+    ];
+    for (wire, step) in COMMANDS {
+        let n = buf.len().min(wire.len());
+        if buf[..n].eq_ignore_ascii_case(&wire[..n]) {
+            if n < wire.len() {
+                return Err(ParseError::Incomplete);
+            }
+            return Ok(Some(Parsed {
+                len: wire.len(),
+                action: Action::Transaction(step),
+                blank: None,
+            }));
+        }
+    }
+    Ok(None)
 }
 
 /// Splits a multi-key request into one request per server, keys in their
@@ -246,9 +314,15 @@ pub(super) fn scan_reply(
     scanner: &mut resp::ReplyScanner,
     buf: &[u8],
     limits: &Limits,
+    cluster: bool,
 ) -> Result<ScannedReply, ParseError> {
     let reply = scanner.scan(buf, limits)?;
     let class = match reply.kind {
+        ReplyKind::Error if cluster => match super::cluster::classify(&buf[..reply.len]) {
+            Some(error) => ReplyClass::Cluster(error),
+            None if is_transient_failure(&buf[..reply.len]) => ReplyClass::TransientFailure,
+            None => ReplyClass::Error,
+        },
         ReplyKind::Error if is_transient_failure(&buf[..reply.len]) => ReplyClass::TransientFailure,
         ReplyKind::Error => ReplyClass::Error,
         _ => ReplyClass::Ok,

@@ -8,6 +8,11 @@ use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::LazyLock;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use std::sync::Arc;
+
+use nc_protocol::Limits;
+
+use super::cluster::topology::ClusterShared;
 use crate::conn::server::ServerCtx;
 use crate::log;
 
@@ -19,14 +24,21 @@ pub(crate) struct PoolShared {
     client_limit: usize,
     clients: AtomicUsize,
     pub(crate) health: PoolHealth,
+    /// A `redis_cluster` pool's topology (slot map, nodes, refresh thread).
+    pub(crate) cluster: Option<Arc<ClusterShared>>,
 }
 
 impl PoolShared {
-    pub(crate) fn new(pool: &nc_config::Pool) -> PoolShared {
+    /// A cluster pool loads its topology here, before any worker routes.
+    pub(crate) fn new(pool: &nc_config::Pool, workers: usize, limits: Limits) -> PoolShared {
         PoolShared {
             client_limit: pool.client_connections_configured as usize,
             clients: AtomicUsize::new(0),
             health: PoolHealth::new(pool.servers.len()),
+            cluster: pool
+                .cluster
+                .as_ref()
+                .map(|cluster| ClusterShared::start(pool, cluster, workers, limits)),
         }
     }
 
@@ -94,7 +106,8 @@ pub(crate) struct Ejection {
 impl Ejection {
     pub(crate) fn new(config: &nc_config::Pool) -> Ejection {
         Ejection {
-            policy: config.auto_eject_hosts.then(|| {
+            // A cluster's slot owners are its own business: never ejected.
+            policy: (config.auto_eject_hosts && config.cluster.is_none()).then(|| {
                 (
                     config.server_failure_limit.max(1),
                     Duration::from_millis(config.server_retry_timeout_ms),
@@ -122,10 +135,9 @@ impl ServerHealth {
 /// consecutive failures, counted across workers, and every worker rebuilds
 /// its continuum without it.
 pub(crate) fn server_failure(ctx: &ServerCtx) {
-    let Some((limit, retry)) = ctx.ejection.policy else {
+    let (Some((limit, retry)), Some(health)) = (ctx.ejection.policy, ctx.health()) else {
         return;
     };
-    let health = ctx.health();
     let failures = health.failures.fetch_add(1, Ordering::Relaxed) + 1;
     if failures < limit {
         return;

@@ -52,6 +52,8 @@ pub(crate) enum WorkerMsg {
 
 /// Everything a worker thread starts with.
 pub(crate) struct WorkerSetup {
+    /// This worker's number (0-based).
+    pub(crate) index: usize,
     pub(crate) config: Arc<Config>,
     pub(crate) pools: Vec<PoolPlan>,
     pub(crate) stats: Arc<WorkerStats>,
@@ -84,6 +86,7 @@ pub(crate) fn run(setup: WorkerSetup) {
     let local = tokio::task::LocalSet::new();
     local.block_on(&runtime, async move {
         let WorkerSetup {
+            index,
             config,
             pools,
             stats,
@@ -96,7 +99,7 @@ pub(crate) fn run(setup: WorkerSetup) {
         if !busy_poll.is_zero() {
             tokio::task::spawn_local(crate::io::busy_poll::run(busy_poll));
         }
-        let worker = Rc::new(WorkerCtx::new());
+        let worker = Rc::new(WorkerCtx::new(index));
         let build = |config: &Arc<Config>, plans: Vec<PoolPlan>, mut old: Vec<Option<Running>>| {
             let mut running = Vec::with_capacity(plans.len());
             for (index, plan) in plans.into_iter().enumerate() {
