@@ -24,7 +24,7 @@ use crate::{
 };
 
 /// nc_conf.c line of `log_error("conf: directive \"%.*s\" %s", ...)`.
-const DIRECTIVE_LINE: u32 = 529;
+pub(crate) const DIRECTIVE_LINE: u32 = 529;
 
 /// Reads the file like conf_open + libyaml's file reader.
 pub(crate) fn read_file(path: &str) -> Result<Vec<u8>, ConfigError> {
@@ -172,7 +172,7 @@ fn strtol_octal_mode(s: &[u8]) -> Option<u32> {
 }
 
 /// Why a directive handler rejected its value.
-enum SetError {
+pub(crate) enum SetError {
     /// `conf: directive "<key>" <reason>`.
     Invalid(String),
     /// Address resolution failed: nc_util.c logs first, then the directive
@@ -180,7 +180,7 @@ enum SetError {
     Resolve(Option<LogLine>),
 }
 
-const DUPLICATE: &str = "is a duplicate";
+pub(crate) const DUPLICATE: &str = "is a duplicate";
 
 fn invalid(reason: &str) -> SetError {
     SetError::Invalid(reason.to_owned())
@@ -212,9 +212,11 @@ struct PoolBuilder {
     iov_max: Option<i32>,
     send_limit: Option<i32>,
     client_output_limit: Option<i32>,
+    /// TLS and health keys (ncproxy extensions).
+    security: crate::security::SecurityKeys,
 }
 
-fn set_num(field: &mut Option<i32>, value: &str) -> Result<(), SetError> {
+pub(crate) fn set_num(field: &mut Option<i32>, value: &str) -> Result<(), SetError> {
     if field.is_some() {
         return Err(invalid(DUPLICATE));
     }
@@ -226,7 +228,7 @@ fn set_num(field: &mut Option<i32>, value: &str) -> Result<(), SetError> {
     Ok(())
 }
 
-fn set_bool(field: &mut Option<bool>, value: &str) -> Result<(), SetError> {
+pub(crate) fn set_bool(field: &mut Option<bool>, value: &str) -> Result<(), SetError> {
     if field.is_some() {
         return Err(invalid(DUPLICATE));
     }
@@ -327,7 +329,7 @@ impl PoolBuilder {
                 }
             }
             "client_output_limit" => set_num(&mut self.client_output_limit, value)?,
-            _ => return Ok(false),
+            _ => return self.security.set(key, value),
         }
         Ok(true)
     }
@@ -652,6 +654,7 @@ fn validate_pool(path: &str, b: PoolBuilder) -> Result<Pool, ConfigError> {
             ),
         ));
     }
+    let security = b.security.validate(path, &servers)?;
     let num = |v: Option<i32>, default: u32| v.map_or(default, |n| n as u32);
     Ok(Pool {
         name: b.name,
@@ -680,6 +683,10 @@ fn validate_pool(path: &str, b: PoolBuilder) -> Result<Pool, ConfigError> {
         iov_max: b.iov_max.map_or(DEFAULT_IOV_MAX, |n| n as usize),
         send_limit: b.send_limit.map(|n| n as usize),
         client_output_limit: b.client_output_limit.map_or(0, |n| n as usize),
+        tls: security.tls,
+        server_tls: security.server_tls,
+        health_check_interval_ms: security.health_check_interval_ms,
+        auto_eject_drop: security.auto_eject_drop,
     })
 }
 
