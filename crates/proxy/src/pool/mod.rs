@@ -3,8 +3,10 @@
 //! of them used round-robin). `PoolHandle` is the current version of a pool,
 //! swapped by a reload. Routing lives in `router`; server health (failure
 //! counts, ejections), which all workers share so that they eject a server
-//! together as nutcracker's single loop does, lives in `health`.
+//! together as nutcracker's single loop does, lives in `health`; the
+//! active health checks (`health_check_interval`) in `check`.
 
+pub(crate) mod check;
 pub(crate) mod health;
 pub(crate) mod router;
 
