@@ -18,8 +18,8 @@
 //! - `ejection_is_shared_by_workers`: the same with four workers: failures are
 //!   counted across them and every worker routes around the ejected server;
 //! - `stats_json_layout_and_counters`: nutcracker's keys appear in ncproxy's
-//!   stats JSON in the same order and nesting (ncproxy adds only its send-path
-//!   fields) and the counters agree after the same traffic;
+//!   stats JSON in the same order and nesting (ncproxy adds only its
+//!   send-path, TLS and health-check fields) and the counters agree after the same traffic;
 //! - `describe_stats_text`: `-D` output.
 //!
 //! `NCPROXY_BIN=/usr/sbin/nutcracker cargo test --test failure_differential`
@@ -627,13 +627,26 @@ fn ejection_is_shared_by_workers() {
 }
 
 /// ncproxy's extra stats keys: per pool and per server.
-const EXTRA_POOL_KEYS: [&str; 4] = [
+const EXTRA_POOL_KEYS: [&str; 8] = [
     "client_send_syscalls",
     "client_send_iovecs",
     "client_send_bytes",
     "client_send_partial",
+    "client_send_tls_flushes",
+    "client_send_tls_plain_bytes",
+    "tls_handshake_failures",
+    "server_readmits",
 ];
-const EXTRA_SERVER_KEYS: [&str; 4] = ["send_syscalls", "send_iovecs", "send_bytes", "send_partial"];
+const EXTRA_SERVER_KEYS: [&str; 8] = [
+    "send_syscalls",
+    "send_iovecs",
+    "send_bytes",
+    "send_partial",
+    "send_tls_flushes",
+    "send_tls_plain_bytes",
+    "health_checks",
+    "health_check_failures",
+];
 
 /// Counters compared after the same traffic (cumulative counters and gauges
 /// that do not depend on the number of workers or on time).
@@ -749,7 +762,7 @@ fn stats_pair(p: &Pair) -> (Json, Json) {
 }
 
 /// nutcracker's key paths, in order, are ncproxy's minus its extra keys; and
-/// every pool and server has all four extra keys.
+/// every pool and server has all its extra keys.
 #[track_caller]
 fn check_layout(rj: &Json, sj: &Json, n_servers: usize) {
     let rpaths = rj.key_paths();
@@ -787,7 +800,7 @@ fn check_layout(rj: &Json, sj: &Json, n_servers: usize) {
     }
     assert_eq!(
         extras.len(),
-        4 * n_pools + 4 * n_servers,
+        EXTRA_POOL_KEYS.len() * n_pools + EXTRA_SERVER_KEYS.len() * n_servers,
         "ncproxy's extra stats keys: {extras:?}"
     );
 }

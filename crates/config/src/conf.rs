@@ -26,7 +26,7 @@ use crate::{
 };
 
 /// nc_conf.c line of `log_error("conf: directive \"%.*s\" %s", ...)`.
-const DIRECTIVE_LINE: u32 = 529;
+pub(crate) const DIRECTIVE_LINE: u32 = 529;
 
 /// Reads the file like conf_open + libyaml's file reader.
 pub(crate) fn read_file(path: &str) -> Result<Vec<u8>, ConfigError> {
@@ -174,7 +174,7 @@ fn strtol_octal_mode(s: &[u8]) -> Option<u32> {
 }
 
 /// Why a directive handler rejected its value.
-enum SetError {
+pub(crate) enum SetError {
     /// `conf: directive "<key>" <reason>`.
     Invalid(String),
     /// Address resolution failed: nc_util.c logs first, then the directive
@@ -182,7 +182,7 @@ enum SetError {
     Resolve(Option<LogLine>),
 }
 
-const DUPLICATE: &str = "is a duplicate";
+pub(crate) const DUPLICATE: &str = "is a duplicate";
 
 fn invalid(reason: &str) -> SetError {
     SetError::Invalid(reason.to_owned())
@@ -217,9 +217,11 @@ struct PoolBuilder {
     redis_cluster: bool,
     cluster_read: Option<ClusterRead>,
     cluster_refresh_interval: Option<i32>,
+    /// TLS and health keys (ncproxy extensions).
+    security: crate::security::SecurityKeys,
 }
 
-fn set_num(field: &mut Option<i32>, value: &str) -> Result<(), SetError> {
+pub(crate) fn set_num(field: &mut Option<i32>, value: &str) -> Result<(), SetError> {
     if field.is_some() {
         return Err(invalid(DUPLICATE));
     }
@@ -231,7 +233,7 @@ fn set_num(field: &mut Option<i32>, value: &str) -> Result<(), SetError> {
     Ok(())
 }
 
-fn set_bool(field: &mut Option<bool>, value: &str) -> Result<(), SetError> {
+pub(crate) fn set_bool(field: &mut Option<bool>, value: &str) -> Result<(), SetError> {
     if field.is_some() {
         return Err(invalid(DUPLICATE));
     }
@@ -352,7 +354,7 @@ impl PoolBuilder {
                     return Err(invalid("cannot be 0"));
                 }
             }
-            _ => return Ok(false),
+            _ => return self.security.set(key, value),
         }
         Ok(true)
     }
@@ -679,6 +681,17 @@ fn validate_pool(path: &str, b: PoolBuilder) -> Result<Pool, ConfigError> {
             ),
         ));
     }
+    let security = b.security.validate(path, &servers)?;
+    if cluster.is_some() && (security.server_tls.is_some() || security.health_check_interval_ms > 0)
+    {
+        // The topology queries are plain TCP, and nodes are not ejected.
+        return Err(validation(
+            path,
+            1276,
+            "conf: directives \"server_tls:\" and \"health_check_interval:\" are not supported in a redis_cluster pool"
+                .to_owned(),
+        ));
+    }
     let num = |v: Option<i32>, default: u32| v.map_or(default, |n| n as u32);
     Ok(Pool {
         name: b.name,
@@ -708,6 +721,10 @@ fn validate_pool(path: &str, b: PoolBuilder) -> Result<Pool, ConfigError> {
         send_limit: b.send_limit.map(|n| n as usize),
         client_output_limit: b.client_output_limit.map_or(0, |n| n as usize),
         cluster,
+        tls: security.tls,
+        server_tls: security.server_tls,
+        health_check_interval_ms: security.health_check_interval_ms,
+        auto_eject_drop: security.auto_eject_drop,
     })
 }
 

@@ -775,10 +775,99 @@ fn redis_cluster_pools() {
             "nc_conf.c:529 conf: directive \"cluster_refresh_interval\" cannot be 0",
         ),
         (
+            "  redis: true\n  distribution: redis_cluster\n  health_check_interval: 100\n",
+            "nc_conf.c:1276 conf: directives \"server_tls:\" and \"health_check_interval:\" are not supported in a redis_cluster pool",
+        ),
+        (
             "  distribution: redis_cluster\n  distribution: ketama\n",
             "nc_conf.c:529 conf: directive \"distribution\" is a duplicate",
         ),
     ] {
         check_err(extra, expected);
     }
+}
+
+#[test]
+fn tls_and_health_keys() {
+    let p = &ok(&pool_yaml(
+        "  tls_cert: /c.pem\n  tls_key: /k.pem\n  tls_client_ca: /ca.pem\n  server_tls: true\n  server_tls_ca: /sca.pem\n  server_tls_name: redis.test\n  health_check_interval: 250\n  auto_eject_drop: false\n",
+    ))
+    .pools[0];
+    let tls = p.tls.as_ref().expect("listener TLS");
+    assert_eq!(tls.cert.to_str(), Some("/c.pem"));
+    assert_eq!(
+        tls.client_ca.as_ref().and_then(|c| c.to_str()),
+        Some("/ca.pem")
+    );
+    let server = p.server_tls.as_ref().expect("server TLS");
+    assert_eq!(server.ca.to_str(), Some("/sca.pem"));
+    assert_eq!(server.name.as_deref(), Some("redis.test"));
+    assert_eq!(server.client_cert, None);
+    assert_eq!(
+        (p.health_check_interval_ms, p.auto_eject_drop),
+        (250, false)
+    );
+
+    let plain = &ok(&pool_yaml("")).pools[0];
+    assert_eq!(
+        (plain.tls.is_some(), plain.server_tls.is_some()),
+        (false, false)
+    );
+    assert_eq!(
+        (plain.health_check_interval_ms, plain.auto_eject_drop),
+        (0, true)
+    );
+    // server_tls: false turns the feature off; its other keys are then errors.
+    assert!(ok(&pool_yaml("  server_tls: false\n")).pools[0]
+        .server_tls
+        .is_none());
+
+    for (extra, message) in [
+        (
+            "  tls_cert: /c\n",
+            "conf: directive \"tls_cert:\" needs \"tls_key:\"",
+        ),
+        (
+            "  tls_key: /k\n",
+            "conf: directive \"tls_key:\" needs \"tls_cert:\"",
+        ),
+        (
+            "  tls_client_ca: /a\n",
+            "conf: directive \"tls_client_ca:\" needs \"tls_cert:\"",
+        ),
+        (
+            "  server_tls: true\n",
+            "conf: directive \"server_tls_ca:\" is missing",
+        ),
+        (
+            "  server_tls: true\n  server_tls_ca: /a\n  server_tls_cert: /c\n",
+            "conf: directive \"server_tls_cert:\" needs \"server_tls_key:\"",
+        ),
+        (
+            "  server_tls_ca: /a\n",
+            "conf: directive \"server_tls_ca:\" is only valid with \"server_tls: true\"",
+        ),
+        (
+            "  server_tls: yes\n",
+            "conf: directive \"server_tls\" is not \"true\" or \"false\"",
+        ),
+        (
+            "  auto_eject_drop: no\n",
+            "conf: directive \"auto_eject_drop\" is not \"true\" or \"false\"",
+        ),
+        (
+            "  health_check_interval: -1\n",
+            "conf: directive \"health_check_interval\" is not a number",
+        ),
+        (
+            "  tls_cert: /a\n  tls_cert: /b\n",
+            "conf: directive \"tls_cert\" is a duplicate",
+        ),
+    ] {
+        check_err(extra, &format!("nc_conf.c:529 {message}"));
+    }
+    assert_eq!(
+        err("alpha:\n  listen: 127.0.0.1:22121\n  server_tls: true\n  server_tls_ca: /a\n  servers:\n   - /tmp/r.sock:1\n"),
+        "nc_conf.c:529 conf: directive \"server_tls_name:\" is missing (unix socket servers have no host name)"
+    );
 }

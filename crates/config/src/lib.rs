@@ -10,6 +10,7 @@
 //!   `conf_set_listen`, `conf_add_server`, ...) and post-validation.
 //! - [`error`]: [`ConfigError`], which renders exactly the lines nutcracker logs
 //!   and prints for a rejected file.
+//! - `security` (private): the TLS and health-check extension keys.
 //! - [`cli`]: nutcracker's getopt_long command line plus ncproxy's extensions.
 //!
 //! Nothing here exits the process or prints; the binary decides what to write.
@@ -21,10 +22,12 @@ use std::path::PathBuf;
 pub mod cli;
 mod conf;
 pub mod error;
+mod security;
 mod yaml;
 
 pub use error::{syntax_invalid_line, syntax_ok_line, ConfigError, ConfigErrorKind, LogLine};
 pub use nc_hashkit::{DistributionKind, HashKind};
+pub use security::{ListenTls, ServerTls};
 
 /// `hash:` default (CONF_DEFAULT_HASH).
 pub const DEFAULT_HASH: HashKind = HashKind::Fnv1a_64;
@@ -168,6 +171,17 @@ pub struct Pool {
     /// keys route by Redis Cluster slot (`hash`, `hash_tag` and ejection do
     /// not apply). `None` for every other distribution.
     pub cluster: Option<ClusterConfig>,
+    /// Extension `tls_cert`/`tls_key`/`tls_client_ca`: the listener speaks TLS.
+    pub tls: Option<ListenTls>,
+    /// Extension `server_tls: true` and its keys: backends are reached over TLS.
+    pub server_tls: Option<ServerTls>,
+    /// Extension `health_check_interval:` (ms): a PING/`version` to every
+    /// server this often; 0 (the default) = no active checks.
+    pub health_check_interval_ms: u64,
+    /// Extension `auto_eject_drop:`: `true` (the default, nutcracker's
+    /// behaviour) removes an ejected server from the ring; `false` keeps it
+    /// there and fails its keys at once.
+    pub auto_eject_drop: bool,
 }
 
 /// A `distribution: redis_cluster` pool's settings.

@@ -31,6 +31,9 @@
 //!   and reads replies with deadlines, plus the RESP helpers [`resp_cmd`],
 //!   [`parse_reply`] / [`Reply`] and byte-diff helpers for readable failures.
 //! - [`conf`]: [`PoolConfig`] / [`ServerSpec`], a nutcracker YAML renderer.
+//! - [`tls`]: [`TestPki`] (a CA and certificates made at run time) and
+//!   [`TlsConn`], a blocking TLS client; [`RedisServer::start_tls`] adds a
+//!   `--tls-port` to a redis-server.
 //! - [`error`]: the crate's [`Error`] type.
 //!
 //! # Binaries
@@ -69,6 +72,7 @@ pub mod port;
 pub mod process;
 pub mod raw;
 pub mod rng;
+pub mod tls;
 
 pub use cluster::{ClusterOptions, RedisCluster, ReshardHandle, CLUSTER_SLOTS};
 pub use conf::{render_config, PoolConfig, ServerSpec};
@@ -83,3 +87,4 @@ pub use raw::{
     Reply, RespError,
 };
 pub use rng::SplitMix64;
+pub use tls::{TestPki, TlsConn};

@@ -43,6 +43,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot, watch};
 
 pub use io::chain::{SendOpts, IOV_MAX_LIMIT};
+pub use io::tls::TlsLoadError;
 use stats::{PoolStats, WorkerStats};
 
 /// How to run: everything that comes from the command line rather than the YAML.
@@ -91,6 +92,9 @@ pub enum StartError {
     PrometheusBind { addr: String, err: std::io::Error },
     #[error("failed to start a worker thread: {0}")]
     Thread(std::io::Error),
+    /// A TLS PEM file of a pool could not be used.
+    #[error("{0}")]
+    Tls(#[from] io::tls::TlsLoadError),
 }
 
 fn strip_os_error(err: &std::io::Error) -> String {
@@ -157,8 +161,12 @@ impl RunningProxy {
     /// pools keep their server connections and counters; changed pools are
     /// rebuilt (clients switch to them between read batches); a pool whose
     /// listen address is new gets a new listener. If a new listener cannot
-    /// be bound, nothing changes and the error is returned.
+    /// be bound or a pool's TLS files cannot be used, nothing changes and
+    /// the error is returned. TLS files are re-read for every pool: new
+    /// connections use the new certificates, established ones keep theirs.
     pub fn reload(&mut self, config: Config) -> Result<ReloadSummary, StartError> {
+        // Certificates are re-read for every pool, changed or not.
+        let tls = load_tls(&config)?;
         let config = Arc::new(config);
         let workers = self.messages.len();
         let old = &self.config;
@@ -251,6 +259,9 @@ impl RunningProxy {
                 config: config.clone(),
                 pools,
             });
+        }
+        for (shared, tls) in shared.iter().zip(tls) {
+            shared.tls.set(tls);
         }
         *self.stats.layout.lock().unwrap_or_else(|e| e.into_inner()) =
             Arc::new(stats_server::StatsLayout {
@@ -346,6 +357,7 @@ pub fn start(config: Config, opts: RunOptions) -> Result<RunningProxy, StartErro
         n => n,
     };
     let limits = Limits::for_mbuf_size(opts.mbuf_size);
+    let tls = load_tls(&config)?;
 
     let mut per_worker: Vec<Vec<worker::BoundListener>> =
         (0..workers).map(|_| Vec::new()).collect();
@@ -394,6 +406,9 @@ pub fn start(config: Config, opts: RunOptions) -> Result<RunningProxy, StartErro
         .iter()
         .map(|p| Arc::new(pool::health::PoolShared::new(p, workers, limits)))
         .collect();
+    for (shared, tls) in shared.iter().zip(tls) {
+        shared.tls.set(tls);
+    }
     let admission = Arc::new(worker::Admission::new(&config, workers));
     let (control, control_rx) = watch::channel((worker::Control::Run, Duration::ZERO));
     let mut messages = Vec::new();
@@ -421,6 +436,7 @@ pub fn start(config: Config, opts: RunOptions) -> Result<RunningProxy, StartErro
             control: control_rx.clone(),
             messages: receiver,
             busy_poll: opts.busy_poll,
+            health_checks: w == 0,
         };
         let thread = std::thread::Builder::new()
             .name(format!("ncproxy-worker-{w}"))
@@ -468,6 +484,15 @@ pub fn start(config: Config, opts: RunOptions) -> Result<RunningProxy, StartErro
         stats_local_addr,
         prometheus_local_addr,
     })
+}
+
+/// Every pool's TLS material, read from its PEM files now.
+fn load_tls(config: &Config) -> Result<Vec<Option<Arc<io::tls::PoolTls>>>, StartError> {
+    config
+        .pools
+        .iter()
+        .map(|pool| io::tls::load(pool).map_err(StartError::from))
+        .collect()
 }
 
 fn bind_stats(host: &str, port: u16) -> std::io::Result<TcpListener> {

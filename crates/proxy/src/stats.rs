@@ -44,6 +44,11 @@ pub struct SendStats {
     pub iovecs: Counter,
     pub bytes: Counter,
     pub partial: Counter,
+    /// TLS connections: batches handed to the TLS writer and flushed.
+    pub tls_flushes: Counter,
+    /// TLS connections: plaintext bytes encrypted (`bytes` counts the
+    /// ciphertext written).
+    pub tls_plain_bytes: Counter,
 }
 
 /// nutcracker's per-server fields, plus the request send path.
@@ -63,6 +68,9 @@ pub struct ServerStats {
     pub out_queue: Counter,
     pub out_queue_bytes: Counter,
     pub send: SendStats,
+    /// `health_check_interval`: checks made, and those that failed.
+    pub health_checks: Counter,
+    pub health_check_failures: Counter,
 }
 
 /// nutcracker's per-pool fields, plus the reply send path.
@@ -75,6 +83,10 @@ pub struct PoolStats {
     pub forward_error: Counter,
     pub fragments: Counter,
     pub client_send: SendStats,
+    /// Clients dropped because their TLS handshake failed.
+    pub tls_handshake_failures: Counter,
+    /// Ejected servers put back because a health check succeeded.
+    pub server_readmits: Counter,
     pub servers: Vec<ServerStats>,
 }
 
@@ -175,7 +187,7 @@ macro_rules! field {
 }
 
 /// Pool fields in nutcracker's JSON order, then ncproxy's reply send path.
-pub(crate) const POOL_FIELDS: [Field<PoolStats>; 10] = [
+pub(crate) const POOL_FIELDS: [Field<PoolStats>; 14] = [
     field!(
         client_eof,
         Counter,
@@ -236,10 +248,34 @@ pub(crate) const POOL_FIELDS: [Field<PoolStats>; 10] = [
         "# reply send syscalls that wrote less than offered [ncproxy]",
         client_send.partial
     ),
+    field!(
+        client_send_tls_flushes,
+        Counter,
+        "# reply batches encrypted and flushed on TLS clients [ncproxy]",
+        client_send.tls_flushes
+    ),
+    field!(
+        client_send_tls_plain_bytes,
+        Counter,
+        "reply bytes encrypted for TLS clients (send_bytes counts ciphertext) [ncproxy]",
+        client_send.tls_plain_bytes
+    ),
+    field!(
+        tls_handshake_failures,
+        Counter,
+        "# clients dropped for a failed TLS handshake [ncproxy]",
+        tls_handshake_failures
+    ),
+    field!(
+        server_readmits,
+        Counter,
+        "# ejected servers put back by a successful health check [ncproxy]",
+        server_readmits
+    ),
 ];
 
 /// Server fields in nutcracker's JSON order, then ncproxy's request send path.
-pub(crate) const SERVER_FIELDS: [Field<ServerStats>; 17] = [
+pub(crate) const SERVER_FIELDS: [Field<ServerStats>; 21] = [
     field!(
         server_eof,
         Counter,
@@ -316,6 +352,30 @@ pub(crate) const SERVER_FIELDS: [Field<ServerStats>; 17] = [
         Counter,
         "# request send syscalls that wrote less than offered [ncproxy]",
         send.partial
+    ),
+    field!(
+        send_tls_flushes,
+        Counter,
+        "# request batches encrypted and flushed on TLS connections [ncproxy]",
+        send.tls_flushes
+    ),
+    field!(
+        send_tls_plain_bytes,
+        Counter,
+        "request bytes encrypted for TLS servers (send_bytes counts ciphertext) [ncproxy]",
+        send.tls_plain_bytes
+    ),
+    field!(
+        health_checks,
+        Counter,
+        "# active health checks made [ncproxy]",
+        health_checks
+    ),
+    field!(
+        health_check_failures,
+        Counter,
+        "# active health checks that failed [ncproxy]",
+        health_check_failures
     ),
 ];
 

@@ -27,6 +27,8 @@ pub struct RedisServer {
     args: Vec<String>,
     password: Option<String>,
     dir: TempDir,
+    /// The TLS port, when started with `start_tls`.
+    tls_lease: Option<PortLease>,
 }
 
 impl RedisServer {
@@ -49,6 +51,42 @@ impl RedisServer {
     /// `&["--maxmemory", "1mb", "--requirepass", "secret"]`.
     pub fn start_with(args: &[&str]) -> Result<Self, Error> {
         Self::start_impl(args, false)
+    }
+
+    /// Like [`start_with`](Self::start_with), and also serving TLS on a
+    /// second port ([`tls_addr`](Self::tls_addr)) with `pki`'s server
+    /// certificate. Clients must present a certificate signed by `pki`'s CA
+    /// when `require_client_cert`. The plain port stays open (readiness
+    /// checks, inspection).
+    pub fn start_tls(
+        pki: &crate::TestPki,
+        require_client_cert: bool,
+        args: &[&str],
+    ) -> Result<Self, Error> {
+        let tls_lease = lease_port()?;
+        let path = |p: &Path| p.to_string_lossy().into_owned();
+        let mut all: Vec<String> = vec![
+            "--tls-port".into(),
+            tls_lease.port().to_string(),
+            "--tls-cert-file".into(),
+            path(&pki.cert),
+            "--tls-key-file".into(),
+            path(&pki.key),
+            "--tls-ca-cert-file".into(),
+            path(&pki.ca),
+            "--tls-auth-clients".into(),
+            if require_client_cert { "yes" } else { "no" }.into(),
+        ];
+        all.extend(args.iter().map(|s| s.to_string()));
+        let refs: Vec<&str> = all.iter().map(String::as_str).collect();
+        let mut server = Self::start_impl(&refs, false)?;
+        server.tls_lease = Some(tls_lease);
+        Ok(server)
+    }
+
+    /// `127.0.0.1:<tls port>` when started with [`start_tls`](Self::start_tls).
+    pub fn tls_addr(&self) -> Option<SocketAddr> {
+        self.tls_lease.as_ref().map(|l| l.addr())
     }
 
     /// Like [`start_with`](Self::start_with), and also listening on the unix
@@ -90,6 +128,7 @@ impl RedisServer {
                         args,
                         password,
                         dir,
+                        tls_lease: None,
                     })
                 }
                 Err(Launch::PortTaken(e)) => last_err = Some(e),

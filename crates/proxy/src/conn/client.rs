@@ -142,7 +142,7 @@ impl Client {
             if must_close {
                 return Poll::Ready(End::Error);
             }
-            if (self.eof || self.quit) && empty {
+            if (self.eof || self.quit) && empty && !self.stream.has_pending_output() {
                 return Poll::Ready(End::Eof);
             }
             if !progress {
@@ -484,10 +484,10 @@ impl Client {
 
     fn send(&mut self, cx: &mut Context<'_>, progress: &mut bool) -> Result<(), End> {
         loop {
-            if !self
+            let ready = self
                 .shared
-                .with_send_queue(|q| q.head_ready() && !q.must_close())
-            {
+                .with_send_queue(|q| q.head_ready() && !q.must_close());
+            if !ready && !self.stream.has_pending_output() {
                 return Ok(());
             }
             let opts = &self.pool.send;

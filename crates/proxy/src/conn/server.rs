@@ -455,7 +455,7 @@ fn push_handshake(conn: &ServerConn) {
 /// hangs (a dropped SYN) fails them with ETIMEDOUT when the first deadline
 /// passes, as nutcracker's timeout covers a request waiting for a connect.
 async fn connect_within_deadlines(conn: &ServerConn) -> Result<Stream, Errno> {
-    let connecting = connect(&conn.ctx.addr);
+    let connecting = connect_tls(&conn.ctx);
     tokio::pin!(connecting);
     let mut timer: Option<Pin<Box<Sleep>>> = None;
     poll_fn(|cx| {
@@ -477,6 +477,31 @@ async fn connect_within_deadlines(conn: &ServerConn) -> Result<Stream, Errno> {
         Poll::Pending
     })
     .await
+}
+
+/// Connects, then (with `server_tls`) makes the TLS handshake, verifying
+/// the server's certificate for `server_tls_name` or the server's host. A
+/// failed handshake is logged and fails the queued requests with EPROTO.
+pub(crate) async fn connect_tls(ctx: &ServerCtx) -> Result<Stream, Errno> {
+    let stream = connect(&ctx.addr).await?;
+    let Some((config, name)) = ctx.shared.tls.get().and_then(|t| t.servers.clone()) else {
+        return Ok(stream);
+    };
+    let name = match (&name, &ctx.addr) {
+        (Some(name), _) => name.as_str(),
+        (None, ServerAddr::Tcp { host, .. }) => host.as_str(),
+        // Config validation requires server_tls_name for unix servers.
+        (None, ServerAddr::Unix(_)) => "localhost",
+    };
+    crate::io::tls::connect(stream, config, name)
+        .await
+        .map_err(|problem| {
+            log::error(format_args!(
+                "TLS handshake with server '{}' in pool '{}' failed: {problem}",
+                ctx.name, ctx.pool_name
+            ));
+            libc::EPROTO
+        })
 }
 
 /// Connects, resolving the host now (lazy DNS, like nutcracker 0.4.1+).
@@ -547,7 +572,8 @@ impl ServerIo {
         progress: &mut bool,
     ) -> Result<(), Close> {
         loop {
-            if conn.queues.borrow().inq.is_empty() || !crate::io::busy_poll::may_send(cx) {
+            let idle = conn.queues.borrow().inq.is_empty() && !self.stream.has_pending_output();
+            if idle || !crate::io::busy_poll::may_send(cx) {
                 return Ok(());
             }
             let stats = conn.ctx.stats();

@@ -59,18 +59,20 @@ pub(crate) enum Sent {
     Short,
 }
 
-/// Makes one send syscall from `queue` (whose head is already `offset`
-/// bytes written) and completes what it wrote.
-pub(crate) fn send_once<Q: SendQueue>(
-    fd: BorrowedFd<'_>,
-    queue: &mut Q,
-    offset: &mut usize,
+/// The iovecs of one send: the unsent part of the head and the messages
+/// after it, up to `iov_max` (1 per message) or `send_limit` bytes.
+pub(crate) type Batch<'a> = ArrayVec<IoSlice<'a>, IOV_MAX_LIMIT>;
+
+/// Gathers one batch from `queue`. Returns the batch, its byte count, and how
+/// many messages it looked at (empty ones included).
+pub(crate) fn gather<'a, Q: SendQueue>(
+    queue: &'a Q,
+    offset: usize,
     opts: &SendOpts,
-    stats: &SendStats,
-) -> io::Result<Sent> {
+) -> (Batch<'a>, usize, usize) {
     // Not an initialized [IoSlice; 1024]: zeroing 16 KiB per call would cost
     // more than the syscall when a batch holds one message.
-    let mut iovs: ArrayVec<IoSlice<'_>, IOV_MAX_LIMIT> = ArrayVec::new();
+    let mut iovs: Batch<'a> = ArrayVec::new();
     let max_iovs = match opts.mode {
         SendMode::Batched => opts.iov_max,
         SendMode::PerMessage => 1,
@@ -82,7 +84,7 @@ pub(crate) fn send_once<Q: SendQueue>(
             break;
         };
         let mut part = if index == 0 {
-            &message[(*offset).min(message.len())..]
+            &message[offset.min(message.len())..]
         } else {
             message
         };
@@ -97,15 +99,40 @@ pub(crate) fn send_once<Q: SendQueue>(
         total += part.len();
         iovs.push(IoSlice::new(part));
     }
+    (iovs, total, index)
+}
+
+/// Completes a batch of only empty messages (`looked_at` of them), which
+/// needs no syscall.
+pub(crate) fn complete_empty<Q: SendQueue>(
+    queue: &mut Q,
+    offset: &mut usize,
+    looked_at: usize,
+) -> Sent {
+    for _ in 0..looked_at {
+        queue.head_sent();
+        *offset = 0;
+    }
+    if looked_at > 0 {
+        Sent::All
+    } else {
+        Sent::Idle
+    }
+}
+
+/// Makes one send syscall from `queue` (whose head is already `offset`
+/// bytes written) and completes what it wrote.
+pub(crate) fn send_once<Q: SendQueue>(
+    fd: BorrowedFd<'_>,
+    queue: &mut Q,
+    offset: &mut usize,
+    opts: &SendOpts,
+    stats: &SendStats,
+) -> io::Result<Sent> {
+    let (iovs, total, looked_at) = gather(queue, *offset, opts);
     if total == 0 {
         drop(iovs);
-        // Only empty messages (if any): they complete without a syscall.
-        let had_any = index > 0;
-        for _ in 0..index {
-            queue.head_sent();
-            *offset = 0;
-        }
-        return Ok(if had_any { Sent::All } else { Sent::Idle });
+        return Ok(complete_empty(queue, offset, looked_at));
     }
     let count = iovs.len();
     let written = if count == 1 {
@@ -132,7 +159,7 @@ pub(crate) fn send_once<Q: SendQueue>(
 /// Advances the queue by `written` bytes: completes every message that is
 /// now fully written (and any empty ones among them), keeps the offset of a
 /// partly written head.
-fn complete<Q: SendQueue>(queue: &mut Q, offset: &mut usize, mut written: usize) {
+pub(crate) fn complete<Q: SendQueue>(queue: &mut Q, offset: &mut usize, mut written: usize) {
     while let Some(message) = queue.message(0) {
         let left = message.len().saturating_sub(*offset);
         if left > written {

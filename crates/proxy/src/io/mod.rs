@@ -1,5 +1,5 @@
 //! Socket I/O below the connection tasks: the send chain (`chain`), the
-//! stream type and its readiness loops (`stream`), the raw syscalls (`sys`,
+//! stream type and its readiness loops (`stream`), TLS (`tls`), the raw syscalls (`sys`,
 //! the only unsafe code), the single-threaded task waker (`wake`) and
 //! `--busy-poll` (`busy_poll`). Nothing here knows a wire protocol.
 
@@ -7,4 +7,5 @@ pub(crate) mod busy_poll;
 pub(crate) mod chain;
 pub(crate) mod stream;
 pub(crate) mod sys;
+pub(crate) mod tls;
 pub(crate) mod wake;

@@ -1,5 +1,6 @@
-//! The two kinds of socket a pool listens on or connects to (TCP and unix),
-//! behind the few readiness operations the connection tasks use.
+//! The kinds of stream a pool listens on or connects to (TCP and unix, and
+//! TLS over either), behind the few readiness operations the connection
+//! tasks use.
 
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd};
@@ -16,6 +17,8 @@ use tokio::net::{TcpStream, UnixStream};
 pub(crate) enum Stream {
     Tcp(TcpStream),
     Unix(UnixStream),
+    /// TLS over a TCP or unix stream (`io::tls`).
+    Tls(Box<crate::io::tls::TlsStream>),
 }
 
 impl Stream {
@@ -23,6 +26,7 @@ impl Stream {
         match self {
             Stream::Tcp(s) => s.poll_read_ready(cx),
             Stream::Unix(s) => s.poll_read_ready(cx),
+            Stream::Tls(s) => s.io.poll_read_ready(cx),
         }
     }
 
@@ -30,6 +34,7 @@ impl Stream {
         match self {
             Stream::Tcp(s) => s.poll_write_ready(cx),
             Stream::Unix(s) => s.poll_write_ready(cx),
+            Stream::Tls(s) => s.io.poll_write_ready(cx),
         }
     }
 
@@ -43,6 +48,7 @@ impl Stream {
         match self {
             Stream::Tcp(s) => s.try_io(interest, f),
             Stream::Unix(s) => s.try_io(interest, f),
+            Stream::Tls(s) => s.io.try_io(interest, f),
         }
     }
 
@@ -50,6 +56,16 @@ impl Stream {
         match self {
             Stream::Tcp(s) => s.as_fd(),
             Stream::Unix(s) => s.as_fd(),
+            Stream::Tls(s) => s.io.fd(),
+        }
+    }
+
+    /// Bytes a send accepted but the socket has not taken yet (TLS records
+    /// left by a short flush): the connection must keep sending.
+    pub(crate) fn has_pending_output(&self) -> bool {
+        match self {
+            Stream::Tls(s) => s.has_pending_output(),
+            _ => false,
         }
     }
 }
@@ -65,6 +81,9 @@ impl Stream {
         buf: &mut BytesMut,
         min_free: usize,
     ) -> Poll<io::Result<usize>> {
+        if let Stream::Tls(tls) = self {
+            return tls.poll_read_into(cx, buf);
+        }
         loop {
             ready!(self.poll_read_ready(cx))?;
             let fd = self.fd();
@@ -103,12 +122,25 @@ impl Stream {
         opts: &SendOpts,
         stats: &SendStats,
     ) -> Poll<io::Result<Sent>> {
+        if let Stream::Tls(tls) = self {
+            return tls.poll_send_once(cx, queue, offset, opts, stats);
+        }
+        self.poll_send_with(cx, |fd| chain::send_once(fd, queue, offset, opts, stats))
+    }
+
+    /// The readiness loop of one send: `attempt` (one send syscall) runs once
+    /// the socket is writable; its `Sent::Short` clears the readiness.
+    pub(crate) fn poll_send_with(
+        &self,
+        cx: &mut Context<'_>,
+        mut attempt: impl FnMut(BorrowedFd<'_>) -> io::Result<Sent>,
+    ) -> Poll<io::Result<Sent>> {
         loop {
             ready!(self.poll_write_ready(cx))?;
             let fd = self.fd();
             let mut sent = Sent::Idle;
             let result = self.try_io(Interest::WRITABLE, || {
-                sent = chain::send_once(fd, queue, offset, opts, stats)?;
+                sent = attempt(fd)?;
                 match sent {
                     Sent::Short => Err(io::ErrorKind::WouldBlock.into()),
                     _ => Ok(()),

@@ -26,6 +26,8 @@ pub(crate) struct PoolShared {
     pub(crate) health: PoolHealth,
     /// A `redis_cluster` pool's topology (slot map, nodes, refresh thread).
     pub(crate) cluster: Option<Arc<ClusterShared>>,
+    /// The pool's TLS material now (replaced by a reload).
+    pub(crate) tls: crate::io::tls::TlsSlot,
 }
 
 impl PoolShared {
@@ -39,6 +41,7 @@ impl PoolShared {
                 .cluster
                 .as_ref()
                 .map(|cluster| ClusterShared::start(pool, cluster, workers, limits)),
+            tls: Default::default(),
         }
     }
 
@@ -69,7 +72,8 @@ pub(crate) struct ServerHealth {
 /// The health of one pool's servers, shared by the workers.
 pub(crate) struct PoolHealth {
     pub(super) servers: Vec<ServerHealth>,
-    /// Ejections so far: a worker rebuilds its continuum when this moves.
+    /// Ejections and check re-admissions so far: a worker rebuilds its
+    /// continuum when this moves.
     pub(super) ejections: AtomicU64,
 }
 
@@ -97,6 +101,12 @@ pub(super) fn ejection_clock_us() -> u64 {
 pub(crate) struct Ejection {
     /// `auto_eject_hosts`: (server_failure_limit, server_retry_timeout).
     pub(super) policy: Option<(u32, Duration)>,
+    /// `health_check_interval` > 0: an ejected server returns when a check
+    /// succeeds, not when `server_retry_timeout` passes.
+    pub(super) readmit_by_check: bool,
+    /// `auto_eject_drop: false`: ejected servers stay in the ring and their
+    /// keys fail at once.
+    pub(super) keep_in_ring: bool,
     /// The next end of an ejection, on `ejection_clock_us`.
     pub(super) next_rebuild_us: Cell<Option<u64>>,
     /// The pool's `ejections` count that the continuum reflects.
@@ -113,6 +123,8 @@ impl Ejection {
                     Duration::from_millis(config.server_retry_timeout_ms),
                 )
             }),
+            readmit_by_check: config.health_check_interval_ms > 0,
+            keep_in_ring: !config.auto_eject_drop,
             next_rebuild_us: Cell::new(None),
             seen_ejections: Cell::new(0),
         }
@@ -138,6 +150,12 @@ pub(crate) fn server_failure(ctx: &ServerCtx) {
     let (Some((limit, retry)), Some(health)) = (ctx.ejection.policy, ctx.health()) else {
         return;
     };
+    if ctx.ejection.readmit_by_check
+        && health.ejected_until_us.load(Ordering::Relaxed) > ejection_clock_us()
+    {
+        // Out until a check passes: failing checks do not eject it again.
+        return;
+    }
     let failures = health.failures.fetch_add(1, Ordering::Relaxed) + 1;
     if failures < limit {
         return;
@@ -151,7 +169,11 @@ pub(crate) fn server_failure(ctx: &ServerCtx) {
     {
         return;
     }
-    let until = ejection_clock_us() + retry.as_micros() as u64;
+    let until = if ctx.ejection.readmit_by_check {
+        u64::MAX
+    } else {
+        ejection_clock_us() + retry.as_micros() as u64
+    };
     health.ejected_until_us.store(until, Ordering::Relaxed);
     // Release: a worker that sees the new count also sees the deadline.
     ctx.shared.health.ejections.fetch_add(1, Ordering::Release);
@@ -161,10 +183,44 @@ pub(crate) fn server_failure(ctx: &ServerCtx) {
         .unwrap_or(0);
     ctx.stats().server_ejected_at.set(usec);
     ctx.pool_stats.server_ejects.incr();
+    if ctx.ejection.readmit_by_check {
+        log::notice(format_args!(
+            "server '{}' in pool '{}' ejected until a health check succeeds",
+            ctx.name, ctx.pool_name
+        ));
+    } else {
+        log::notice(format_args!(
+            "server '{}' in pool '{}' ejected for {} msec",
+            ctx.name,
+            ctx.pool_name,
+            retry.as_millis()
+        ));
+    }
+}
+
+/// A health check succeeded: the failure count resets, and an ejected
+/// server is put back (every worker rebuilds its continuum).
+pub(crate) fn check_passed(ctx: &ServerCtx) {
+    let Some(health) = ctx.health() else {
+        return;
+    };
+    health.ok();
+    let until = health.ejected_until_us.load(Ordering::Relaxed);
+    if until <= ejection_clock_us() {
+        return;
+    }
+    if health
+        .ejected_until_us
+        .compare_exchange(until, 0, Ordering::Relaxed, Ordering::Relaxed)
+        .is_err()
+    {
+        return;
+    }
+    // Release: a worker that sees the new count also sees the re-admission.
+    ctx.shared.health.ejections.fetch_add(1, Ordering::Release);
+    ctx.pool_stats.server_readmits.incr();
     log::notice(format_args!(
-        "server '{}' in pool '{}' ejected for {} msec",
-        ctx.name,
-        ctx.pool_name,
-        retry.as_millis()
+        "server '{}' in pool '{}' re-admitted after a successful health check",
+        ctx.name, ctx.pool_name
     ));
 }

@@ -3,10 +3,12 @@
 //! of them used round-robin). `PoolHandle` is the current version of a pool,
 //! swapped by a reload. Routing lives in `router`; server health (failure
 //! counts, ejections), which all workers share so that they eject a server
-//! together as nutcracker's single loop does, lives in `health`. A
+//! together as nutcracker's single loop does, lives in `health`; the
+//! active health checks (`health_check_interval`) in `check`. A
 //! `redis_cluster` pool routes by slot instead, through `cluster`, to nodes
 //! it discovers at run time.
 
+pub(crate) mod check;
 pub(crate) mod cluster;
 pub(crate) mod health;
 pub(crate) mod router;
@@ -286,6 +288,23 @@ impl Pool {
                 ..Route::default()
             },
         })
+    }
+
+    /// How many configured servers the pool routes to (0 for a cluster
+    /// pool, whose nodes come from its slot map).
+    pub(crate) fn static_servers(&self) -> usize {
+        match &self.backends {
+            Backends::Static { servers, .. } => servers.len(),
+            Backends::Cluster(_) => 0,
+        }
+    }
+
+    /// The context of configured server `index`.
+    pub(crate) fn static_server_ctx(&self, index: usize) -> Option<Rc<ServerCtx>> {
+        match &self.backends {
+            Backends::Static { servers, .. } => servers.get(index).map(|s| s.ctx.clone()),
+            Backends::Cluster(_) => None,
+        }
     }
 
     /// Whether this pool routes by Redis Cluster slot.

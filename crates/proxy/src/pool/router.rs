@@ -1,6 +1,8 @@
 //! Routing a key to a server index: the pool's hash and distribution
 //! continuum (nc-hashkit), rebuilt on this worker when a server is ejected
-//! (on any worker) or comes back after `server_retry_timeout`.
+//! (on any worker) or comes back (after `server_retry_timeout`, or a
+//! successful health check). With `auto_eject_drop: false` the ring keeps
+//! ejected servers and their keys get no server (the request fails at once).
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -29,6 +31,8 @@ pub(crate) struct Router {
     config: Arc<nc_config::Pool>,
     shared: Arc<PoolShared>,
     continuum: RefCell<Continuum>,
+    /// With `auto_eject_drop: false`: the ejected servers, still in the ring.
+    ejected: RefCell<Vec<bool>>,
     pub(crate) ejection: Rc<Ejection>,
 }
 
@@ -38,6 +42,7 @@ impl Router {
         let continuum = RefCell::new(build_continuum(&config, &live));
         let ejection = Rc::new(Ejection::new(&config));
         Router {
+            ejected: RefCell::new(vec![false; config.servers.len()]),
             config,
             shared,
             continuum,
@@ -80,7 +85,12 @@ impl Router {
                 until <= now
             })
             .collect();
-        *self.continuum.borrow_mut() = build_continuum(&self.config, &live);
+        if self.ejection.keep_in_ring {
+            // The ring keeps every server; routing to an ejected one fails.
+            *self.ejected.borrow_mut() = live.iter().map(|l| !l).collect();
+        } else {
+            *self.continuum.borrow_mut() = build_continuum(&self.config, &live);
+        }
         self.ejection.next_rebuild_us.set(next);
         self.ejection.seen_ejections.set(ejections);
     }
@@ -90,8 +100,13 @@ impl Router {
     pub(crate) fn route(&self, key: &[u8]) -> Option<usize> {
         self.refresh();
         let tag = self.config.hash_tag;
-        self.continuum
+        let server = self
+            .continuum
             .borrow()
-            .server_for_key(self.config.hash, tag, key)
+            .server_for_key(self.config.hash, tag, key)?;
+        if self.ejection.keep_in_ring && self.ejected.borrow()[server] {
+            return None;
+        }
+        Some(server)
     }
 }

@@ -1,7 +1,8 @@
 //! Listeners and admission: binding a pool's address (SO_REUSEPORT so
 //! every worker binds the same port), the accept loop that spawns client
 //! tasks, and the client caps shared by all workers (RLIMIT_NOFILE as
-//! nutcracker computes it, and each pool's `client_connections`).
+//! nutcracker computes it, and each pool's `client_connections`), and the
+//! TLS handshake of a pool with `tls_cert`.
 
 use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
@@ -206,12 +207,48 @@ pub(crate) async fn accept_loop(
                 }
                 let (admission, shared) = (admission.clone(), pool.shared.clone());
                 let handle = handle.clone();
+                let tls = shared.tls.get().and_then(|tls| tls.listen.clone());
                 tokio::task::spawn_local(async move {
-                    client::serve(stream, handle).await;
+                    if let Some(stream) = tls_handshake(stream, tls, &pool).await {
+                        client::serve(stream, handle).await;
+                    }
                     admission.release(&shared);
                 });
             }
             Err(e) => accept_failed(&handle.current(), e).await,
+        }
+    }
+}
+
+/// On a TLS listener, the handshake (bounded by `HANDSHAKE_TIMEOUT`); a
+/// client that fails it is logged and dropped.
+async fn tls_handshake(
+    stream: Stream,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    pool: &Pool,
+) -> Option<Stream> {
+    let Some(tls) = tls else {
+        return Some(stream);
+    };
+    let peer = match &stream {
+        Stream::Tcp(tcp) => tcp.peer_addr().map(|a| a.to_string()).unwrap_or_default(),
+        _ => "unix socket".to_string(),
+    };
+    match crate::io::tls::accept(stream, tls).await {
+        Ok(stream) => Some(stream),
+        Err(problem) => {
+            pool.stats().tls_handshake_failures.incr();
+            let line = format_args!(
+                "TLS handshake with client {peer} on pool '{}' failed: {problem}",
+                pool.config.name
+            );
+            // A connect-and-close (a port probe) is not worth an error line.
+            if problem == crate::io::tls::HANDSHAKE_EOF {
+                log::debug(line);
+            } else {
+                log::error(line);
+            }
+            None
         }
     }
 }

@@ -63,6 +63,8 @@ pub(crate) struct WorkerSetup {
     pub(crate) messages: tokio::sync::mpsc::UnboundedReceiver<WorkerMsg>,
     /// `--busy-poll` window; zero: no poller.
     pub(crate) busy_poll: std::time::Duration,
+    /// This worker runs the pools' health checks (worker 0 does).
+    pub(crate) health_checks: bool,
 }
 
 /// A pool running on this worker: its handle and its accept loop.
@@ -95,6 +97,7 @@ pub(crate) fn run(setup: WorkerSetup) {
             mut control,
             mut messages,
             busy_poll,
+            health_checks,
         } = setup;
         if !busy_poll.is_zero() {
             tokio::task::spawn_local(crate::io::busy_poll::run(busy_poll));
@@ -107,6 +110,7 @@ pub(crate) fn run(setup: WorkerSetup) {
                     .keep
                     .and_then(|i| old.get(i).and_then(|r| r.as_ref()))
                     .map(|r| r.handle.current());
+                let is_new = kept.is_none();
                 let pool = kept.unwrap_or_else(|| {
                     let pool = Rc::new(Pool::new(
                         Arc::new(config.pools[index].clone()),
@@ -122,6 +126,8 @@ pub(crate) fn run(setup: WorkerSetup) {
                     }
                     pool
                 });
+                let checked = (is_new && health_checks).then(|| pool.clone());
+                let before = running.len();
                 match plan.listener {
                     Ok(i) => match old.get_mut(i).and_then(Option::take) {
                         Some(entry) => {
@@ -144,6 +150,10 @@ pub(crate) fn run(setup: WorkerSetup) {
                         ));
                         running.push(Running { handle, accept });
                     }
+                }
+                let added = running.get(before).filter(|_| running.len() > before);
+                if let (Some(pool), Some(entry)) = (checked, added) {
+                    crate::pool::check::spawn(&entry.handle, &pool);
                 }
             }
             // Pools whose listener is gone: stop accepting; their clients finish.
