@@ -29,11 +29,14 @@ pub mod driver;
 pub mod embedded;
 pub mod env;
 pub mod error;
+pub mod events;
 pub mod export;
 pub mod gate;
+pub mod inference;
 pub mod inproc;
 pub mod loader;
 pub mod memcache;
+pub mod overhead;
 pub mod plot;
 pub mod procs;
 pub mod progress;
@@ -41,8 +44,10 @@ pub mod report;
 pub mod resp;
 pub mod results;
 pub mod scrape;
+pub mod shards;
 pub mod stats;
 pub mod target;
+pub mod timeline;
 pub mod units;
 pub mod workload;
 
@@ -90,6 +95,32 @@ pub fn load_config(path: Option<&Path>) -> Result<BenchConfig, ConfigError> {
         Some(p) => config::load(p),
         None => Ok(config::quick()),
     }
+}
+
+/// The config of `ncbench run --target HOST:PORT`: load at a server or proxy
+/// that is already running, with no config file and nothing started. The
+/// keys are written and read back through the target (never flushed).
+/// `run.duration` is 5 s unless the command line says otherwise.
+pub fn target_config(addr: &str, protocol: config::Protocol) -> Result<BenchConfig, ConfigError> {
+    if config::parse_host_port(addr).is_none() {
+        return Err(ConfigError::new(
+            "command line",
+            "--target",
+            format!("`{addr}` is not host:port"),
+        ));
+    }
+    let proto = match protocol {
+        config::Protocol::Redis => "",
+        config::Protocol::Memcache => "protocol = \"memcache\"\n",
+    };
+    let text = format!(
+        "name = \"target\"\ndescription = \"load at {addr}\"\n\
+         [run]\nduration = \"5s\"\nwarmup = \"1s\"\n\
+         [backends]\nkind = \"external\"\naddresses = [\"{addr}\"]\n\
+         [[target]]\nkind = \"external\"\nlabel = \"target\"\naddress = \"{addr}\"\n\
+         [workload]\n{proto}"
+    );
+    config::from_toml_str(&text, &format!("--target {addr}"))
 }
 
 /// Applies command-line overrides; errors name the flag.
@@ -146,6 +177,14 @@ fn write_outputs(
     if let Some(p) = &out.csv {
         std::fs::write(p, export::csv(r)).map_err(|e| BenchError::io(p, e))?;
         progress.note(&format!("wrote {}", p.display()));
+        if r.cells
+            .iter()
+            .any(|c| c.trials.iter().any(|t| !t.timeline.is_empty()))
+        {
+            let tp = export::timeline_csv_path(p);
+            std::fs::write(&tp, export::timeline_csv(r)).map_err(|e| BenchError::io(&tp, e))?;
+            progress.note(&format!("wrote {}", tp.display()));
+        }
     }
     if let Some(d) = &out.hdr_dir {
         let files = export::write_hdr_logs(d, r, hists)?;
