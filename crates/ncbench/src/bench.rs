@@ -406,14 +406,16 @@ impl Session {
         let after = loop {
             let now = Instant::now();
             progress.tick(h.completed(), now - h.t0);
+            // Sample before running events: an edge's counters must not miss
+            // a backend an event at that instant kills.
+            if now >= next_sample {
+                samples.push(sample(&h));
+                next_sample += interval;
+            }
             while let Some(e) = events_left.first().filter(|e| h.t0 + e.at.0 <= now) {
                 let e = *e;
                 events_left.remove(0);
                 events_ran.push(self.run_event(e, target, h.t0));
-            }
-            if now >= next_sample {
-                samples.push(sample(&h));
-                next_sample += interval;
             }
             if before.is_none() && now >= h.warm_end {
                 before = Some(edge(&h));

@@ -68,7 +68,13 @@ pub fn start(
     workers: u32,
     busy_poll_us: u32,
     cpus: Option<&CpuList>,
+    log: &std::path::Path,
 ) -> Option<Result<InProcProxy>> {
+    // The proxy's log goes to a file, as the binary's `-o` does: a dead
+    // backend must not flood ncbench's terminal with reconnect lines.
+    if let Err(e) = nc_proxy::log::set_output(&log.to_string_lossy()) {
+        return Some(Err(BenchError::io(log, e)));
+    }
     Some(start_inner(yaml, workers, busy_poll_us, cpus))
 }
 

@@ -11,12 +11,17 @@
 //! - `target`, `procs`, `embedded`, `inproc` (backends and targets),
 //!   `scrape` (proxy stats JSON), `loader` (preload and verify with the redis
 //!   crate, or its own small memcached client);
-//! - `bench` (cells, trials, verdict), `capacity` (rate search), `gate`
-//!   (ratio/bound gates, baseline comparison);
+//! - `timeline` (per-interval series), `events` (`[[event]]`: backend kill,
+//!   stop, continue, restart; proxy reload), `shards` (backend counters),
+//!   `overhead` (latency added over direct);
+//! - `bench` (cells, trials, the measuring clock, verdict), `capacity` (rate
+//!   search with repetitions), `inference` (bootstrap intervals, judgement),
+//!   `gate` (ratio/bound gates, baseline comparison);
 //! - `report` (table), `export` (JSON, CSV, HDR logs), `plot` (SVG/HTML),
 //!   `progress` (bar or plain lines), `env` (environment fingerprint), `results` (schema).
 //!
-//! The `ncbench` binary (bin/ncbench) only parses flags and calls [`cmd_run`],
+//! The `ncbench` binary (bin/ncbench) only parses flags (building the config
+//! of `--target` with [`target_config`]) and calls [`cmd_run`],
 //! [`cmd_capacity`] or [`cmd_compare`], which return the process exit code.
 // Unsafe only where a tokio API requires it (driver::connect), allowed locally.
 #![deny(unsafe_code)]

@@ -637,7 +637,10 @@ pub fn start_target(
                 conf: None,
             };
             if spec.kind == TargetKind::Ncproxy {
-                if let Some(r) = crate::inproc::start(&yaml, listen, workers, busy_poll_us, cpus) {
+                let log = workdir.join("ncproxy-inproc.log");
+                if let Some(r) =
+                    crate::inproc::start(&yaml, listen, workers, busy_poll_us, cpus, &log)
+                {
                     let p = r.map_err(refused_memcache)?;
                     let name = format!("ncproxy in-process :{}", listen.port());
                     return Ok(RunningTarget {
