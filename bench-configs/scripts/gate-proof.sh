@@ -6,14 +6,17 @@
 #   RUNS=10 DUTY=0.2 bench-configs/scripts/gate-proof.sh
 #
 # It starts two redis-servers and the ncproxy binary itself (so it knows the
-# proxy's pid), records one baseline (`ncbench run --json base.json`, trials
-# per run from the config below), then
-#   1. RUNS runs of the same build against the baseline: every failed
-#      baseline check is a false alarm;
-#   2. RUNS runs while throttle.py SIGSTOPs the proxy for DUTY of every 10 ms
-#      (a CPU-limited proxy, as cpulimit makes one): every run whose
-#      throughput check fails is a detection. The measured slowdown (median
-#      ops/s ratio of those runs to the baseline) is printed next to it.
+# proxy's pid). Every comparison records its own baseline right before the
+# new run (`ncbench run --json base-i.json`, TRIALS trials each), because on a
+# shared machine the load of the other tenants drifts by 2x over minutes: a
+# baseline recorded once, minutes earlier, measures that drift, not the
+# change. Then
+#   1. RUNS pairs of the same build: every failed baseline check of the
+#      second run against the first is a false alarm;
+#   2. RUNS pairs where the second run has throttle.py SIGSTOP the proxy for
+#      DUTY of every 10 ms (a CPU-limited proxy, as cpulimit makes one):
+#      every failed throughput check is a detection. The measured slowdown
+#      (median ops/s ratio new / base of those pairs) is printed next to it.
 # Thresholds: throughput drop 10 %, p99 increase 50 %, 95 % intervals.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -101,30 +104,30 @@ print(ops.get("verdict", "?"), p99.get("verdict", "?"),
 PY
 }
 
-echo "baseline: $(run base) (exit code)"
-grep -E '^ncproxy' "$work/base.txt" | head -1
 false_alarms=0; inconclusive_same=0
 for i in $(seq 1 "$RUNS"); do
-  rc=$(run "same-$i" --baseline "$work/base.json")
+  run "base-$i" >/dev/null
+  rc=$(run "same-$i" --baseline "$work/base-$i.json")
   s=$(summary "$work/same-$i.json")
-  echo "same build $i: exit $rc, ops $s"
+  echo "same build $i: exit $rc, ops/p99 verdicts and ops ratio: $s"
   if [ "$rc" = 1 ]; then false_alarms=$((false_alarms + 1)); fi
   case "$s" in *inconclusive*) inconclusive_same=$((inconclusive_same + 1));; esac
 done
 
-python3 bench-configs/scripts/throttle.py "$proxy" "$DUTY" 0.01 &
-throttle=$!
-pids+=($throttle)
-sleep 0.5
 detected=0; ratios=()
 for i in $(seq 1 "$RUNS"); do
-  rc=$(run "slow-$i" --baseline "$work/base.json")
+  run "sbase-$i" >/dev/null
+  python3 bench-configs/scripts/throttle.py "$proxy" "$DUTY" 0.01 &
+  throttle=$!
+  sleep 0.3
+  rc=$(run "slow-$i" --baseline "$work/sbase-$i.json")
+  kill "$throttle" 2>/dev/null || true
+  wait "$throttle" 2>/dev/null || true
   s=$(summary "$work/slow-$i.json")
-  echo "throttled $i: exit $rc, ops $s"
+  echo "throttled $i: exit $rc, ops/p99 verdicts and ops ratio: $s"
   case "$s" in fail*) detected=$((detected + 1));; esac
   ratios+=("$(echo "$s" | awk '{print $3}')")
 done
-kill "$throttle" 2>/dev/null || true
 
 median=$(printf '%s\n' "${ratios[@]}" | sort -n | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}')
 echo
