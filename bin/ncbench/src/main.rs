@@ -26,6 +26,13 @@ enum Cmd {
     Run {
         /// Config file (TOML). Without it: the built-in bench-configs/quick.toml (~30 s).
         config: Option<PathBuf>,
+        /// Drive load at a server or proxy that is already running (no config
+        /// file, nothing started): `ncbench run --target 127.0.0.1:6379 -c 50 -P 16`.
+        #[arg(long, value_name = "HOST:PORT", conflicts_with = "config")]
+        target: Option<String>,
+        /// What --target speaks.
+        #[arg(long, value_enum, requires = "target", default_value = "redis")]
+        protocol: ProtocolArg,
         /// Compare against this earlier result (--json output) with the config's [baseline] thresholds.
         #[arg(long, value_name = "BASE.json")]
         baseline: Option<PathBuf>,
@@ -53,6 +60,15 @@ enum Cmd {
         /// Largest allowed p99 increase, e.g. "25%".
         #[arg(long, default_value = "25%")]
         max_p99_increase: String,
+        /// Largest allowed p99.9 increase (not checked unless given).
+        #[arg(long)]
+        max_p999_increase: Option<String>,
+        /// Two-sided confidence of the bootstrap intervals (trials > 1 on both sides).
+        #[arg(long, default_value_t = 0.95)]
+        confidence: f64,
+        /// Fail (exit 1) when an interval contains the threshold, instead of warning.
+        #[arg(long)]
+        fail_inconclusive: bool,
     },
     /// Validate a config file and print "configuration OK".
     Check { config: PathBuf },
@@ -80,6 +96,12 @@ struct OutArgs {
 }
 
 #[derive(Clone, Copy, ValueEnum)]
+enum ProtocolArg {
+    Redis,
+    Memcache,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
 enum ProgressArg {
     Auto,
     Bar,
@@ -99,10 +121,10 @@ struct OverrideArgs {
     #[arg(long)]
     warmup: Option<String>,
     /// Client connections (replaces sweep.connections).
-    #[arg(long)]
+    #[arg(long, short = 'c')]
     connections: Option<u32>,
     /// Pipeline depth (replaces sweep.pipeline).
-    #[arg(long)]
+    #[arg(long, short = 'P')]
     pipeline: Option<u32>,
     /// Open loop at this total rate (requests/s).
     #[arg(long)]
@@ -167,11 +189,24 @@ fn real_main() -> Result<i32, ncbench::BenchError> {
     match cli.cmd {
         Cmd::Run {
             config,
+            target,
+            protocol,
             baseline,
             out,
             over,
         } => {
-            let cfg = load(config.as_ref(), &over)?;
+            let cfg = match target {
+                Some(addr) => {
+                    let protocol = match protocol {
+                        ProtocolArg::Redis => config::Protocol::Redis,
+                        ProtocolArg::Memcache => config::Protocol::Memcache,
+                    };
+                    let mut cfg = ncbench::target_config(&addr, protocol)?;
+                    ncbench::apply_overrides(&mut cfg, &over.get())?;
+                    cfg
+                }
+                None => load(config.as_ref(), &over)?,
+            };
             let (outputs, style) = out.get();
             ncbench::cmd_run(&cfg, &outputs, baseline.as_deref(), style)
         }
@@ -185,6 +220,9 @@ fn real_main() -> Result<i32, ncbench::BenchError> {
             new,
             max_throughput_drop,
             max_p99_increase,
+            max_p999_increase,
+            confidence,
+            fail_inconclusive,
         } => {
             let flag = |name: &str, v: &str| {
                 ncbench::units::parse_fraction(v)
@@ -194,6 +232,25 @@ fn real_main() -> Result<i32, ncbench::BenchError> {
             let th = config::BaselineThresholds {
                 max_throughput_drop: flag("--max-throughput-drop", &max_throughput_drop)?,
                 max_p99_increase: flag("--max-p99-increase", &max_p99_increase)?,
+                max_p999_increase: max_p999_increase
+                    .as_deref()
+                    .map(|v| flag("--max-p999-increase", v))
+                    .transpose()?,
+                confidence: if confidence > 0.5 && confidence < 1.0 {
+                    confidence
+                } else {
+                    return Err(ncbench::ConfigError::new(
+                        "command line",
+                        "--confidence",
+                        "must be between 0.5 and 1 (e.g. 0.95)",
+                    )
+                    .into());
+                },
+                inconclusive: if fail_inconclusive {
+                    config::OnInconclusive::Fail
+                } else {
+                    config::OnInconclusive::Warn
+                },
             };
             ncbench::cmd_compare(&base, &new, &th)
         }

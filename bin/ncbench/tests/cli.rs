@@ -312,3 +312,67 @@ min = 1e12
         stdout(&o)
     );
 }
+
+/// `--target HOST:PORT`: load at a server that is already running, with no
+/// config file and nothing started; memtier-style short flags.
+#[test]
+fn quick_target_drives_an_existing_server() {
+    let redis = nc_harness::RedisServer::start().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("t.json");
+    let addr = redis.addr().to_string();
+    let o = ncbench(&[
+        "run",
+        "--target",
+        &addr,
+        "-c",
+        "4",
+        "-P",
+        "8",
+        "--duration",
+        "500ms",
+        "--warmup",
+        "100ms",
+        "--progress",
+        "quiet",
+        "--json",
+        json.to_str().unwrap(),
+    ]);
+    assert_eq!(code(&o), 0, "{}\n{}", stdout(&o), stderr(&o));
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert_eq!(v["cells"][0]["id"], "target/p8/c4");
+    assert!(v["cells"][0]["summary"]["requests"].as_u64().unwrap() > 0);
+    assert_eq!(v["backends"]["kind"], "external");
+    assert!(!v["cells"][0]["trials"][0]["timeline"]
+        .as_array()
+        .unwrap()
+        .is_empty());
+
+    let mc = nc_harness::Memcached::start().unwrap();
+    let o = ncbench(&[
+        "run",
+        "--target",
+        &mc.addr().to_string(),
+        "--protocol",
+        "memcache",
+        "-c",
+        "2",
+        "--duration",
+        "300ms",
+        "--warmup",
+        "100ms",
+        "--progress",
+        "quiet",
+    ]);
+    assert_eq!(code(&o), 0, "{}\n{}", stdout(&o), stderr(&o));
+    assert!(stdout(&o).contains("target/p16/c2"), "{}", stdout(&o));
+
+    assert_config_error(
+        &ncbench(&["run", "--target", "nowhere"]),
+        "command line",
+        "--target",
+    );
+    // --target replaces the config file: giving both is a usage error.
+    assert_eq!(code(&ncbench(&["run", "x.toml", "--target", &addr])), 2);
+}

@@ -6,12 +6,16 @@ use crate::config::{BenchConfig, Length, LoopMode, Selector, TargetKind, TargetS
 use crate::driver::{self, DriveSpec};
 use crate::env::{Environment, PlacementReport};
 use crate::error::{BenchError, Result};
+use crate::events::{EventAction, EventRecord, EventSpec};
 use crate::loader;
 use crate::progress::Progress;
 use crate::results::{BackendInfo, CellParams, CellResult, Ratios, RunResult, Verdict, SCHEMA};
 use crate::scrape::{self, POOL};
+use crate::shards;
+use crate::stats::ProcSyscalls;
 use crate::stats::{combine_trials, CellStats};
 use crate::target::{self, Backends, Knobs, RunningTarget};
+use crate::timeline::{self, Sample};
 use crate::workload::Keyspace;
 use hdrhistogram::Histogram;
 use std::collections::{BTreeMap, BTreeSet};
@@ -211,6 +215,7 @@ impl Session {
             baseline: None,
             verify: None,
             capacity: Vec::new(),
+            overhead: Vec::new(),
             notes: Vec::new(),
             verdict: Verdict::default(),
         }
@@ -331,14 +336,21 @@ impl Session {
         Ok(session)
     }
 
-    /// Runs load against a started target once and measures it.
+    /// Runs load against a started target once and measures it: the
+    /// driver's counters and histograms, the proxy's stats and the /proc
+    /// syscall counters of the proxy and the backends around the measured
+    /// window, the backends' own counters (shard balance), a sample of the
+    /// syscall counters at every interval edge, and the config's events at
+    /// their times.
     pub fn measure(
         &self,
         params: &CellParams,
         target: &RunningTarget,
         length: Length,
+        interval: Duration,
+        events: &[EventSpec],
         progress: &dyn Progress,
-    ) -> Result<(CellStats, Histogram<u64>)> {
+    ) -> Result<Measured> {
         let cfg = &self.cfg;
         let mode = if params.rate.is_some() {
             LoopMode::Open
@@ -369,36 +381,199 @@ impl Session {
             keyspace: self.keyspace.clone(),
             seed: cfg.workload.seed,
             cpus: generator,
+            interval,
         };
         let h = driver::start(spec)?;
-        let tick = |until: Option<Instant>, h: &driver::DriveHandle| loop {
+        let sample = |h: &driver::DriveHandle| Sample {
+            t_ns: h.t0.elapsed().as_nanos() as u64,
+            proxy: target.io.read(),
+            backends: self.backends.io(),
+        };
+        let edge = |h: &driver::DriveHandle| Edge {
+            scrape: target
+                .stats
+                .and_then(|a| scrape::fetch(a).ok())
+                .and_then(|d| scrape::snapshot(&d, POOL)),
+            sample: sample(h),
+            shards: self.shard_counters(),
+        };
+        let mut samples = vec![sample(&h)];
+        let mut events_left: Vec<&EventSpec> = events.iter().collect();
+        events_left.sort_by_key(|e| e.at);
+        let mut events_ran: Vec<EventRecord> = Vec::new();
+        let mut next_sample = h.t0 + interval;
+        let mut before: Option<Edge> = None;
+        let after = loop {
             let now = Instant::now();
             progress.tick(h.completed(), now - h.t0);
-            match until {
-                Some(u) if now >= u => break,
-                Some(u) => std::thread::sleep((u - now).min(Duration::from_millis(200))),
-                None if h.is_finished() => break,
-                None => std::thread::sleep(Duration::from_millis(100)),
+            // Sample before running events: an edge's counters must not miss
+            // a backend an event at that instant kills.
+            if now >= next_sample {
+                samples.push(sample(&h));
+                next_sample += interval;
             }
+            while let Some(e) = events_left.first().filter(|e| h.t0 + e.at.0 <= now) {
+                let e = *e;
+                events_left.remove(0);
+                events_ran.push(self.run_event(e, target, h.t0));
+            }
+            if before.is_none() && now >= h.warm_end {
+                before = Some(edge(&h));
+            }
+            let done = match h.end {
+                Some(end) => now >= end,
+                None => h.is_finished(),
+            };
+            if done {
+                break edge(&h);
+            }
+            let mut wake = now + Duration::from_millis(200);
+            wake = wake.min(next_sample);
+            if before.is_none() {
+                wake = wake.min(h.warm_end);
+            }
+            if let Some(end) = h.end {
+                wake = wake.min(end);
+            }
+            if let Some(e) = events_left.first() {
+                wake = wake.min(h.t0 + e.at.0);
+            }
+            std::thread::sleep(wake.saturating_duration_since(Instant::now()));
         };
-        tick(Some(h.warm_end), &h);
-        let before = target
-            .stats
-            .and_then(|a| scrape::fetch(a).ok())
-            .and_then(|d| scrape::snapshot(&d, POOL));
-        tick(h.end, &h);
-        let after = target
-            .stats
-            .and_then(|a| scrape::fetch(a).ok())
-            .and_then(|d| scrape::snapshot(&d, POOL));
         let out = h.join()?;
         self.observe(out.cpus_observed.iter().map(|c| ("generator", c.as_str())));
         let mut stats = CellStats::from_thread(&out.stats, out.window.as_secs_f64(), params.rate);
-        if let (Some(b), Some(a)) = (before, after) {
-            stats.proxy = Some(scrape::window(&b, &a, stats.requests));
+        let warm_ns = cfg.run.warmup.0.as_nanos() as u64;
+        let end_ns = warm_ns + out.window.as_nanos() as u64;
+        if let Some(b) = &before {
+            let a = &after;
+            if let (Some(bs), Some(az)) = (&b.scrape, &a.scrape) {
+                stats.proxy = Some(scrape::window(bs, az, stats.requests));
+            }
+            stats.syscalls = proc_syscalls(&b.sample, &a.sample, stats.requests);
+            stats.shards = shards::window(&self.backends.addrs, &b.shards, &a.shards);
         }
-        Ok((stats, out.stats.latency))
+        samples.push(after.sample);
+        let marks: Vec<(u64, String)> = events_ran
+            .iter()
+            .map(|e| ((e.ran_at_s * 1e9) as u64, e.event.clone()))
+            .collect();
+        stats.timeline = timeline::points(&out.stats.timeline, &samples, &marks, warm_ns, end_ns);
+        stats.events = events_ran;
+        stats.latency_hdr = crate::export::encode_histogram(&out.stats.latency);
+        let tl = &out.stats.timeline;
+        let iv = tl.interval_ns as i64;
+        let intervals = tl
+            .buckets
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| {
+                let start = tl.start_of(*i);
+                start >= warm_ns as i64 && start + iv <= end_ns as i64 + iv / 10
+            })
+            .map(|(_, b)| b.latency.clone())
+            .collect();
+        Ok(Measured {
+            stats,
+            latency: out.stats.latency,
+            intervals,
+        })
     }
+
+    /// Every backend's own counters now (None for one that does not answer).
+    fn shard_counters(&self) -> Vec<Option<shards::Counters>> {
+        match self.backends.kind {
+            "redis-server" | "memcached" | "external" => {
+                shards::read_all(&self.backends.addrs, self.backends.protocol)
+            }
+            // The embedded backend keeps no INFO counters.
+            _ => Vec::new(),
+        }
+    }
+
+    /// Runs one event now and says how it went.
+    fn run_event(&self, e: &EventSpec, target: &RunningTarget, t0: Instant) -> EventRecord {
+        let started = Instant::now();
+        let outcome = match (e.action, e.backend) {
+            (a, Some(i)) if a.on_backend() => {
+                let who = self.backends.describe(i as usize);
+                match self.backends.act(i as usize, a) {
+                    Ok(()) => format!("ok ({who})"),
+                    Err(why) => format!("failed: {why}"),
+                }
+            }
+            (EventAction::Reload, _) => match &e.proxy {
+                Some(change) => target.reload(change),
+                None => "failed: a reload needs proxy = { ... }".into(),
+            },
+            (a, _) => format!("not supported: `{a}` needs a cluster backend"),
+        };
+        EventRecord {
+            event: e.label(),
+            at_s: e.at.0.as_secs_f64(),
+            ran_at_s: (started - t0).as_secs_f64(),
+            took_ms: started.elapsed().as_secs_f64() * 1e3,
+            outcome,
+        }
+    }
+
+    /// After a cell with events: continue stopped backends, start killed
+    /// ones again and write their keys again. Returns notes on what it did.
+    pub(crate) fn restore_backends(&self) -> Result<Vec<String>> {
+        let (restarted, problems) = self.backends.restore();
+        if !problems.is_empty() {
+            return Err(BenchError::setup(format!(
+                "cannot restore the backends after the events: {}",
+                problems.join("; ")
+            )));
+        }
+        let mut notes = Vec::new();
+        for i in restarted {
+            let addr = self.backends.addrs[i];
+            if self.cfg.run.preload {
+                loader::preload(&[addr], &self.keyspace, &self.cfg.workload, false)?;
+            }
+            notes.push(format!(
+                "backend {i} ({addr}) was down after the events: started again and preloaded"
+            ));
+        }
+        Ok(notes)
+    }
+}
+
+/// What one measurement produced.
+pub struct Measured {
+    pub stats: CellStats,
+    /// The measured window's latency histogram (ns).
+    pub latency: Histogram<u64>,
+    /// The measured window's interval histograms (ns, 2 significant figures).
+    pub intervals: Vec<Histogram<u64>>,
+}
+
+/// What the clock reads at an edge of the measured window.
+struct Edge {
+    scrape: Option<scrape::Snapshot>,
+    sample: Sample,
+    shards: Vec<Option<shards::Counters>>,
+}
+
+/// Syscalls over a window from two /proc samples; `requests` = replies.
+fn proc_syscalls(b: &Sample, a: &Sample, requests: u64) -> Option<ProcSyscalls> {
+    let proxy = a.proxy.zip(b.proxy).map(|(a, b)| a.since(&b));
+    let back = a.backends.zip(b.backends).map(|(a, b)| a.since(&b));
+    if proxy.is_none() && back.is_none() {
+        return None;
+    }
+    let per = |n: u64| (requests > 0).then(|| n as f64 / requests as f64);
+    Some(ProcSyscalls {
+        proxy_reads: proxy.map(|p| p.reads),
+        proxy_writes: proxy.map(|p| p.writes),
+        proxy_per_request: proxy.and_then(|p| per(p.total())),
+        proxy_writes_per_request: proxy.and_then(|p| per(p.writes)),
+        backend_reads: back.map(|p| p.reads),
+        backend_writes: back.map(|p| p.writes),
+        backend_per_request: back.and_then(|p| per(p.total())),
+    })
 }
 
 /// Everything `run` produces besides the result document.
@@ -447,9 +622,22 @@ pub fn run(cfg: &BenchConfig, progress: &dyn Progress) -> Result<RunOutput> {
             };
             progress.phase(&label, secs);
             how[i] = t.how.clone();
-            let res = session.measure(&plan.params, &t, length, progress);
+            let res = session.measure(
+                &plan.params,
+                &t,
+                length,
+                cfg.run.interval.0,
+                &cfg.events,
+                progress,
+            );
             t.stop();
-            let (stats, hist) = res?;
+            let m = res?;
+            if !cfg.events.is_empty() {
+                for note in session.restore_backends()? {
+                    progress.note(&note);
+                }
+            }
+            let (stats, hist) = (m.stats, m.latency);
             progress.finish(&format!(
                 "{:.0} ops/s, p99 {}, errors {}, mismatches {}, lost {}",
                 stats.ops_per_sec,
@@ -464,7 +652,8 @@ pub fn run(cfg: &BenchConfig, progress: &dyn Progress) -> Result<RunOutput> {
     }
 
     let verify = if cfg.run.verify {
-        let missing_is_failure = cfg.run.preload && cfg.workload.mix.del == 0;
+        let missing_is_failure =
+            cfg.run.preload && cfg.workload.mix.del == 0 && !loses_data(&cfg.events);
         let v = loader::verify(
             &session.backends.addrs,
             &session.keyspace,
@@ -509,7 +698,9 @@ pub fn run(cfg: &BenchConfig, progress: &dyn Progress) -> Result<RunOutput> {
 
     let reference = apply_reference(&mut cells, &cfg.reference);
     let gates = crate::gate::evaluate(cfg, &cells);
+    let overhead = crate::overhead::rows(&cells);
     let mut result = RunResult {
+        overhead,
         cells,
         reference,
         gates,
@@ -522,6 +713,13 @@ pub fn run(cfg: &BenchConfig, progress: &dyn Progress) -> Result<RunOutput> {
         result,
         histograms: hists,
     })
+}
+
+/// Whether the events throw data away (a killed backend comes back empty).
+pub fn loses_data(events: &[EventSpec]) -> bool {
+    events
+        .iter()
+        .any(|e| matches!(e.action, EventAction::Kill | EventAction::Restart))
 }
 
 /// Merges histograms (None when there are none).
@@ -563,6 +761,35 @@ pub fn judge(r: &mut RunResult) {
     let mut warnings = Vec::new();
     for c in r.cells.iter().filter(|c| c.skipped.is_none()) {
         let s = &c.summary;
+        let events: Vec<&EventRecord> = c.trials.iter().flat_map(|t| &t.events).collect();
+        for e in events.iter().filter(|e| e.failed()) {
+            reasons.push(format!("{}: event `{}` {}", c.id, e.event, e.outcome));
+        }
+        if !events.is_empty() {
+            // Errors and lost replies are what events cause: counted by kind,
+            // shown in the timeline, not failures. Mismatches still are.
+            if s.mismatches > 0 {
+                reasons.push(format!(
+                    "{}: integrity: {} mismatched replies{}",
+                    c.id,
+                    s.mismatches,
+                    s.first_problem
+                        .as_ref()
+                        .map(|p| format!(" (first: {p})"))
+                        .unwrap_or_default()
+                ));
+            }
+            if s.errors > 0 || s.lost > 0 || s.conn_errors > 0 {
+                warnings.push(format!(
+                    "{}: during events: {} error replies, {} lost replies, {} connection errors",
+                    c.id, s.errors, s.lost, s.conn_errors
+                ));
+            }
+            if s.requests == 0 {
+                reasons.push(format!("{}: no request completed", c.id));
+            }
+            continue;
+        }
         if s.mismatches > 0 || s.lost > 0 {
             reasons.push(format!(
                 "{}: integrity: {} mismatched and {} lost replies{}",
@@ -625,6 +852,9 @@ pub fn judge(r: &mut RunResult) {
         match g.verdict.as_str() {
             "fail" => reasons.push(format!("gate `{}`: {}", g.name, g.detail)),
             "skip" => warnings.push(format!("gate `{}` skipped: {}", g.name, g.detail)),
+            "inconclusive" => {
+                warnings.push(format!("gate `{}` inconclusive: {}", g.name, g.detail))
+            }
             _ => {}
         }
     }
@@ -632,7 +862,7 @@ pub fn judge(r: &mut RunResult) {
         for c in &b.checks {
             match c.verdict.as_str() {
                 "fail" => reasons.push(format!("baseline {}: {}", b.file, c.detail)),
-                "noisy" => warnings.push(format!("baseline {}: {}", b.file, c.detail)),
+                "inconclusive" => warnings.push(format!("baseline {}: {}", b.file, c.detail)),
                 _ => {}
             }
         }

@@ -152,6 +152,9 @@ pub struct BenchConfig {
     /// their fingerprint.
     #[serde(default, skip_serializing_if = "PlacementSection::is_empty")]
     pub placement: PlacementSection,
+    /// Things done to backends or the proxy during every cell (`[[event]]`).
+    #[serde(rename = "event", default, skip_serializing_if = "Vec::is_empty")]
+    pub events: Vec<crate::events::EventSpec>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -180,6 +183,20 @@ pub struct RunSection {
     /// Hard stop for a cell in `requests` mode.
     #[serde(default = "default_time_limit")]
     pub time_limit: Dur,
+    /// Length of one interval of the time series (left out of the stored
+    /// config when 1 s, so older configs keep their fingerprint).
+    #[serde(
+        default = "default_interval",
+        skip_serializing_if = "is_default_interval"
+    )]
+    pub interval: Dur,
+}
+
+fn default_interval() -> Dur {
+    Dur(Duration::from_secs(1))
+}
+fn is_default_interval(d: &Dur) -> bool {
+    *d == default_interval()
 }
 
 impl Default for RunSection {
@@ -194,6 +211,7 @@ impl Default for RunSection {
             preload: true,
             verify: true,
             time_limit: default_time_limit(),
+            interval: default_interval(),
         }
     }
 }
@@ -745,6 +763,12 @@ pub enum Metric {
     SyscallsPerRequest,
     RequestsPerSyscall,
     BytesPerSyscall,
+    /// The proxy process's read + write syscalls per request (/proc/<pid>/io).
+    ProxySyscallsPerRequest,
+    /// The backend processes' read + write syscalls per request.
+    BackendSyscallsPerRequest,
+    /// The busiest backend's share of operations (0..1).
+    HottestShardShare,
 }
 
 impl Metric {
@@ -760,6 +784,9 @@ impl Metric {
             Metric::SyscallsPerRequest => "syscalls_per_request",
             Metric::RequestsPerSyscall => "requests_per_syscall",
             Metric::BytesPerSyscall => "bytes_per_syscall",
+            Metric::ProxySyscallsPerRequest => "proxy_syscalls_per_request",
+            Metric::BackendSyscallsPerRequest => "backend_syscalls_per_request",
+            Metric::HottestShardShare => "hottest_shard_share",
         }
     }
 
@@ -784,6 +811,31 @@ pub struct GateSpec {
     pub cells: Option<Selector>,
     pub min: Option<f64>,
     pub max: Option<f64>,
+    /// Confidence of the interval a ratio gate judges with several trials
+    /// (default 0.95).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub confidence: Option<f64>,
+}
+
+/// What an inconclusive statistical check does to the verdict.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnInconclusive {
+    /// A warning; the run passes.
+    #[default]
+    Warn,
+    /// The run fails, as for a regression.
+    Fail,
+}
+
+fn default_confidence() -> f64 {
+    0.95
+}
+fn is_default_confidence(c: &f64) -> bool {
+    *c == default_confidence()
+}
+fn is_warn(o: &OnInconclusive) -> bool {
+    *o == OnInconclusive::Warn
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -795,6 +847,18 @@ pub struct BaselineThresholds {
     /// Largest allowed p99 latency increase against the baseline.
     #[serde(default = "default_max_p99_increase")]
     pub max_p99_increase: Fraction,
+    /// Largest allowed p99.9 increase (not checked when absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_p999_increase: Option<Fraction>,
+    /// Two-sided confidence of the intervals (trials > 1 on both sides).
+    #[serde(
+        default = "default_confidence",
+        skip_serializing_if = "is_default_confidence"
+    )]
+    pub confidence: f64,
+    /// `warn` (default) or `fail` when an interval straddles the threshold.
+    #[serde(default, skip_serializing_if = "is_warn")]
+    pub inconclusive: OnInconclusive,
 }
 
 impl Default for BaselineThresholds {
@@ -802,6 +866,9 @@ impl Default for BaselineThresholds {
         BaselineThresholds {
             max_throughput_drop: default_max_drop(),
             max_p99_increase: default_max_p99_increase(),
+            max_p999_increase: None,
+            confidence: default_confidence(),
+            inconclusive: OnInconclusive::Warn,
         }
     }
 }
@@ -827,6 +894,29 @@ pub struct CapacitySpec {
     /// Bisection steps between the last good and the first bad rate.
     #[serde(default = "default_refine")]
     pub refine_steps: u32,
+    /// Fewest repetitions (of `step_duration` each) per rate.
+    #[serde(default = "default_min_repeats")]
+    pub min_repeats: u32,
+    /// Most repetitions per rate while the percentile's interval is too wide.
+    #[serde(default = "default_max_repeats")]
+    pub max_repeats: u32,
+    /// Repeat until the percentile's interval half-width is within this
+    /// fraction of the estimate (`"10%"`).
+    #[serde(default = "default_precision")]
+    pub precision: Fraction,
+    /// Two-sided confidence of the percentile's interval.
+    #[serde(default = "default_confidence")]
+    pub confidence: f64,
+}
+
+fn default_min_repeats() -> u32 {
+    3
+}
+fn default_max_repeats() -> u32 {
+    8
+}
+fn default_precision() -> Fraction {
+    Fraction(0.10)
 }
 
 impl Default for CapacitySpec {
@@ -839,6 +929,10 @@ impl Default for CapacitySpec {
             growth: default_growth(),
             step_duration: default_step_duration(),
             refine_steps: default_refine(),
+            min_repeats: default_min_repeats(),
+            max_repeats: default_max_repeats(),
+            precision: default_precision(),
+            confidence: default_confidence(),
         }
     }
 }
@@ -1302,6 +1396,11 @@ impl BenchConfig {
             if g.min.is_none() && g.max.is_none() {
                 return Err(self.err(format!("{key}.min"), "a gate needs min or max"));
             }
+            if let Some(c) = g.confidence {
+                if !valid_confidence(c) {
+                    return Err(self.err(format!("{key}.confidence"), CONFIDENCE_RANGE));
+                }
+            }
             for (k, v) in [("min", g.min), ("max", g.max)] {
                 if let Some(v) = v {
                     if !v.is_finite() {
@@ -1333,6 +1432,134 @@ impl BenchConfig {
         }
         if c.refine_steps > 20 {
             return Err(self.err("capacity.refine_steps", "must be at most 20"));
+        }
+        if !(1..=100).contains(&c.min_repeats) {
+            return Err(self.err("capacity.min_repeats", "must be between 1 and 100"));
+        }
+        if !(c.min_repeats..=100).contains(&c.max_repeats) {
+            return Err(self.err(
+                "capacity.max_repeats",
+                "must be between capacity.min_repeats and 100",
+            ));
+        }
+        if c.precision.0 <= 0.0 || !c.precision.0.is_finite() {
+            return Err(self.err("capacity.precision", "must be positive"));
+        }
+        if !valid_confidence(c.confidence) {
+            return Err(self.err("capacity.confidence", CONFIDENCE_RANGE));
+        }
+        if !valid_confidence(self.baseline.confidence) {
+            return Err(self.err("baseline.confidence", CONFIDENCE_RANGE));
+        }
+        if self.run.interval.0 < Duration::from_millis(10) {
+            return Err(self.err("run.interval", "must be at least 10ms"));
+        }
+        self.validate_events()
+    }
+
+    /// The rules of `[[event]]`.
+    fn validate_events(&self) -> Result<(), ConfigError> {
+        use crate::events::EventAction;
+        if self.events.is_empty() {
+            return Ok(());
+        }
+        let Length::Duration(d) = self.run.length() else {
+            return Err(self.err(
+                "event",
+                "events need run.duration (a request-count run has no clock to schedule them on)",
+            ));
+        };
+        let end = self.run.warmup.0 + d;
+        for (i, e) in self.events.iter().enumerate() {
+            let key = format!("event[{i}]");
+            if e.at.0 >= end {
+                return Err(self.err(
+                    format!("{key}.at"),
+                    format!(
+                        "{} is not before the end of the run (warmup + duration = {})",
+                        e.at,
+                        crate::units::Dur(end)
+                    ),
+                ));
+            }
+            if e.action.needs_cluster() {
+                return Err(self.err(
+                    format!("{key}.action"),
+                    format!(
+                        "`{}` needs a Redis Cluster backend, which ncbench does not start yet (it arrives with cluster support)",
+                        e.action
+                    ),
+                ));
+            }
+            if e.action.on_backend() {
+                let Some(b) = e.backend else {
+                    return Err(self.err(
+                        format!("{key}.backend"),
+                        format!("`{}` needs backend = N (0-based)", e.action),
+                    ));
+                };
+                if b >= self.backends.count {
+                    return Err(self.err(
+                        format!("{key}.backend"),
+                        format!(
+                            "backend {b} does not exist (backends.count = {})",
+                            self.backends.count
+                        ),
+                    ));
+                }
+                if matches!(
+                    self.backends.kind,
+                    BackendKind::External | BackendKind::Embedded
+                ) {
+                    return Err(self.err(
+                        format!("{key}.action"),
+                        format!(
+                            "`{}` acts on a backend process ncbench started; backends.kind = \"{}\" has none",
+                            e.action,
+                            self.backends.kind.as_str()
+                        ),
+                    ));
+                }
+                if e.proxy.is_some() {
+                    return Err(
+                        self.err(format!("{key}.proxy"), "only used with action = \"reload\"")
+                    );
+                }
+            }
+            if e.action == EventAction::Reload {
+                if e.backend.is_some() {
+                    return Err(self.err(
+                        format!("{key}.backend"),
+                        "not used with action = \"reload\"",
+                    ));
+                }
+                match &e.proxy {
+                    Some(c) if !c.is_empty() => {
+                        let p = c.apply(&self.proxy);
+                        if nc_hashkit::HashKind::from_name(&p.hash).is_none() {
+                            return Err(self.err(format!("{key}.proxy.hash"), format!("unknown hash `{}`", p.hash)));
+                        }
+                        if nc_hashkit::DistributionKind::from_name(&p.distribution).is_none() {
+                            return Err(self.err(
+                                format!("{key}.proxy.distribution"),
+                                format!("unknown distribution `{}` (ketama, modula, random)", p.distribution),
+                            ));
+                        }
+                        if !(1..=1024).contains(&p.server_connections) {
+                            return Err(self.err(format!("{key}.proxy.server_connections"), "must be between 1 and 1024"));
+                        }
+                        if !(1..=1024).contains(&p.iov_max) {
+                            return Err(self.err(format!("{key}.proxy.iov_max"), "must be between 1 and 1024"));
+                        }
+                    }
+                    _ => {
+                        return Err(self.err(
+                            format!("{key}.proxy"),
+                            "a reload needs the change it makes, e.g. proxy = { server_connections = 2 }",
+                        ))
+                    }
+                }
+            }
         }
         Ok(())
     }
@@ -1428,6 +1655,11 @@ pub fn fnv1a64(data: &[u8]) -> u64 {
     }
     h
 }
+
+fn valid_confidence(c: f64) -> bool {
+    c.is_finite() && c > 0.5 && c < 1.0
+}
+const CONFIDENCE_RANGE: &str = "must be between 0.5 and 1 (e.g. 0.95)";
 
 /// ncproxy's `--busy-poll` ceiling.
 const MAX_BUSY_POLL_US: u32 = nc_config::cli::MAX_BUSY_POLL_US;
@@ -1658,6 +1890,79 @@ mod tests {
         assert_eq!(e, "t.toml: sweep.mget_keys[0]: must be between 1 and 10000");
         let e = err(&format!("{MIN}[sweep]\nmget_keys = []\n"));
         assert!(e.starts_with("t.toml: sweep.mget_keys: must list"), "{e}");
+    }
+
+    #[test]
+    fn events_parse_and_are_checked() {
+        let base = "[run]\nduration = \"4s\"\nwarmup = \"1s\"\n[backends]\nkind = \"redis\"\n[[target]]\nkind = \"ncproxy\"\n";
+        let c = from_toml_str(
+            &format!("{base}[[event]]\nat = \"2s\"\naction = \"kill\"\nbackend = 1\n[[event]]\nat = \"3s\"\naction = \"reload\"\nproxy = {{ server_connections = 2 }}\n"),
+            "t.toml",
+        )
+        .unwrap();
+        assert_eq!(c.events.len(), 2);
+        assert_eq!(c.events[1].label(), "reload proxy");
+        // Configs without events keep their fingerprint (nothing serialized).
+        let plain = from_toml_str(base, "t").unwrap();
+        assert!(!serde_json::to_string(&plain).unwrap().contains("event"));
+        for (ev, key, problem) in [
+            (
+                "at = \"5s\"\naction = \"kill\"\nbackend = 0",
+                "event[0].at",
+                "is not before the end",
+            ),
+            (
+                "at = \"1s\"\naction = \"kill\"",
+                "event[0].backend",
+                "needs backend = N",
+            ),
+            (
+                "at = \"1s\"\naction = \"stop\"\nbackend = 2",
+                "event[0].backend",
+                "backend 2 does not exist",
+            ),
+            (
+                "at = \"1s\"\naction = \"reload\"",
+                "event[0].proxy",
+                "a reload needs the change",
+            ),
+            (
+                "at = \"1s\"\naction = \"reshard\"",
+                "event[0].action",
+                "needs a Redis Cluster backend",
+            ),
+            (
+                "at = \"1s\"\naction = \"failover\"",
+                "event[0].action",
+                "needs a Redis Cluster backend",
+            ),
+            (
+                "at = \"1s\"\naction = \"explode\"",
+                "event[0].action",
+                "unknown variant",
+            ),
+            (
+                "at = \"1s\"\naction = \"reload\"\nproxy = { hash = \"nope\" }",
+                "event[0].proxy.hash",
+                "unknown hash",
+            ),
+        ] {
+            let e = err(&format!("{base}[[event]]\n{ev}\n"));
+            assert!(
+                e.starts_with(&format!("t.toml: {key}")) && e.contains(problem),
+                "{ev}: {e}"
+            );
+        }
+        let e = err("[run]\nrequests = 10\n[[target]]\nkind = \"direct\"\n[[event]]\nat = \"1s\"\naction = \"kill\"\nbackend = 0\n");
+        assert!(e.contains("events need run.duration"), "{e}");
+        let e = err("[run]\nduration = \"4s\"\n[backends]\nkind = \"external\"\naddresses = [\"127.0.0.1:1\"]\n[[target]]\nkind = \"direct\"\n[[event]]\nat = \"1s\"\naction = \"kill\"\nbackend = 0\n");
+        assert!(e.contains("has none"), "{e}");
+        let e = err(&format!("{MIN}[baseline]\nconfidence = 1.5\n"));
+        assert!(e.starts_with("t.toml: baseline.confidence"), "{e}");
+        let e = err(&format!(
+            "{MIN}[capacity]\nmin_repeats = 5\nmax_repeats = 2\n"
+        ));
+        assert!(e.starts_with("t.toml: capacity.max_repeats"), "{e}");
     }
 
     #[test]

@@ -30,6 +30,7 @@ use crate::affinity::{self, CpuList};
 use crate::config::{Length, LoopMode, Protocol, Workload};
 use crate::error::{BenchError, Result};
 use crate::stats::ThreadStats;
+use crate::timeline::Timeline;
 use crate::workload::{check, check_memcache, Expect, Generator, Keyspace, Op, Verdict};
 use crate::{memcache, resp};
 use std::cell::RefCell;
@@ -66,6 +67,8 @@ pub struct DriveSpec {
     pub seed: u64,
     /// CPUs every driver thread pins itself to (`None` = not pinned).
     pub cpus: Option<CpuList>,
+    /// Length of one interval of the time series.
+    pub interval: Duration,
 }
 
 /// Default driver threads: one per generator CPU when the generator is pinned,
@@ -254,7 +257,10 @@ pub fn start(spec: DriveSpec) -> Result<DriveHandle> {
                         return Err("connect failed".to_string());
                     }
                     let t0 = t0_slot.lock().unwrap().expect("t0 set before go");
-                    let stats = Rc::new(RefCell::new(ThreadStats::default()));
+                    let stats = Rc::new(RefCell::new(ThreadStats {
+                        timeline: Timeline::new(spec.interval, spec.warmup),
+                        ..ThreadStats::default()
+                    }));
                     let n_mine = mine.len() as u64;
                     let thread_rate = spec
                         .rate
@@ -515,7 +521,10 @@ impl Conn {
                 tokio::time::sleep(Duration::from_millis(50)).await;
                 match connect(self.addr).await {
                     Ok(s) => sock = Some(s),
-                    Err(_) => {
+                    Err(e) => {
+                        self.stats
+                            .borrow_mut()
+                            .count_conn_error(&format!("connect: {e}"));
                         if self.now_ns() >= self.plan.hard_stop_ns {
                             break;
                         }
@@ -732,6 +741,19 @@ impl Conn {
                 Parsed::Resp(r) => check(&self.ks, &p.exp, r, keyq),
                 Parsed::Memcache(r) => check_memcache(&self.ks, &p.exp, r, keyq, &mut self.scratch),
             };
+            let bucket = st.timeline.at(now);
+            bucket.completed += 1;
+            bucket
+                .latency
+                .saturating_record((now - p.t_intended).max(1));
+            match verdict {
+                Verdict::Ok => {}
+                Verdict::Error => bucket.errors += 1,
+                Verdict::Mismatch => bucket.mismatches += 1,
+            }
+            if verdict == Verdict::Error {
+                st.count_error(&buf[pos..pos + used]);
+            }
             if self.in_window(p.t_intended) {
                 st.completed += 1;
                 st.ops[p.exp.op as usize] += 1;
@@ -816,6 +838,8 @@ impl Conn {
                 .filter(|p| self.in_window(p.t_intended))
                 .count() as u64;
         st.lost += lost;
+        let now = self.now_ns();
+        st.timeline.at(now).lost += pending.len() as u64;
         if lost > 0 && st.first_problem.is_none() {
             st.first_problem = Some(format!("{lost} replies lost from {}: {why}", self.addr));
         }
@@ -834,7 +858,13 @@ impl Conn {
         r: (&mut usize, &mut usize),
         why: String,
     ) {
-        self.stats.borrow_mut().conn_errors += 1;
+        {
+            let now = self.now_ns();
+            let mut st = self.stats.borrow_mut();
+            st.conn_errors += 1;
+            st.timeline.at(now).conn_errors += 1;
+            st.count_conn_error(&why);
+        }
         self.lose_all(pending, keyq, &why);
         *sock = None;
         wbuf.clear();

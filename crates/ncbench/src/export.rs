@@ -42,7 +42,8 @@ pub fn csv(r: &RunResult) -> String {
     let mut s = String::from(
         "cell,target,kind,send_mode,iov_max,send_limit,pipeline,connections,rate,skipped,ops_per_sec,requests,duration_s,\
 latency_us_p50,latency_us_p90,latency_us_p99,latency_us_p999,latency_us_max,errors,mismatches,lost,\
-syscalls_per_request,requests_per_syscall,bytes_per_syscall,ratio_ops_to_reference,ratio_p99_to_reference\n",
+syscalls_per_request,requests_per_syscall,bytes_per_syscall,ratio_ops_to_reference,ratio_p99_to_reference,\
+proxy_syscalls_per_request,proxy_send_syscalls_per_request,backend_syscalls_per_request,hottest_shard_share,conn_errors\n",
     );
     for c in &r.cells {
         let p = &c.params;
@@ -50,7 +51,7 @@ syscalls_per_request,requests_per_syscall,bytes_per_syscall,ratio_ops_to_referen
         let px = m.proxy.as_ref();
         let _ = writeln!(
             s,
-            "{},{},{},{},{},{},{},{},{},{},{:.1},{},{:.3},{},{},{},{},{},{},{},{},{},{},{},{},{}",
+            "{},{},{},{},{},{},{},{},{},{},{:.1},{},{:.3},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}",
             csv_field(&c.id),
             csv_field(&p.target),
             p.kind,
@@ -77,9 +78,62 @@ syscalls_per_request,requests_per_syscall,bytes_per_syscall,ratio_ops_to_referen
             opt(px.and_then(|p| p.bytes_per_syscall)),
             opt(c.ratio_to_reference.map(|x| x.ops_per_sec)),
             opt(c.ratio_to_reference.map(|x| x.latency_us_p99)),
+            opt(m.syscalls.and_then(|x| x.proxy_per_request)),
+            opt(m.syscalls.and_then(|x| x.proxy_writes_per_request)),
+            opt(m.syscalls.and_then(|x| x.backend_per_request)),
+            opt(m.hottest_shard_share()),
+            m.conn_errors,
         );
     }
     s
+}
+
+/// The time series: one row per cell, trial and interval.
+pub fn timeline_csv(r: &RunResult) -> String {
+    let mut s = String::from(
+        "cell,trial,t_s,duration_s,warmup,requests,ops_per_sec,latency_us_p50,latency_us_p99,latency_us_p999,\
+errors,conn_errors,lost,mismatches,proxy_syscalls,proxy_send_syscalls,backend_syscalls,events\n",
+    );
+    let o = |v: Option<u64>| v.map(|v| v.to_string()).unwrap_or_default();
+    for c in &r.cells {
+        for (i, t) in c.trials.iter().enumerate() {
+            for p in &t.timeline {
+                let _ = writeln!(
+                    s,
+                    "{},{},{:.3},{:.3},{},{},{:.1},{},{},{},{},{},{},{},{},{},{},{}",
+                    csv_field(&c.id),
+                    i + 1,
+                    p.t_s,
+                    p.duration_s,
+                    p.warmup,
+                    p.requests,
+                    p.ops_per_sec,
+                    p.latency_us_p50,
+                    p.latency_us_p99,
+                    p.latency_us_p999,
+                    p.errors,
+                    p.conn_errors,
+                    p.lost,
+                    p.mismatches,
+                    o(p.proxy_syscalls),
+                    o(p.proxy_send_syscalls),
+                    o(p.backend_syscalls),
+                    csv_field(&p.events.join("; "))
+                );
+            }
+        }
+    }
+    s
+}
+
+/// Where the time series CSV goes: next to the cells' CSV (`run.csv` ->
+/// `run.timeline.csv`).
+pub fn timeline_csv_path(csv: &Path) -> std::path::PathBuf {
+    let stem = csv
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "ncbench".into());
+    csv.with_file_name(format!("{stem}.timeline.csv"))
 }
 
 const B64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
@@ -103,6 +157,31 @@ pub fn base64(data: &[u8]) -> String {
         }
     }
     out
+}
+
+/// Decodes standard base64 (padding optional); None on a character outside the alphabet.
+pub fn base64_decode(text: &str) -> Option<Vec<u8>> {
+    let mut out = Vec::with_capacity(text.len() / 4 * 3);
+    let (mut acc, mut bits) = (0u32, 0u32);
+    for c in text.bytes().filter(|&c| c != b'=') {
+        let v = B64.iter().position(|&b| b == c)? as u32;
+        acc = (acc << 6) | v;
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((acc >> bits) as u8);
+            acc &= (1 << bits) - 1;
+        }
+    }
+    Some(out)
+}
+
+/// Reads back a histogram written by [`encode_histogram`].
+pub fn decode_histogram(text: &str) -> Option<Histogram<u64>> {
+    let bytes = base64_decode(text)?;
+    hdrhistogram::serialization::Deserializer::new()
+        .deserialize(&mut bytes.as_slice())
+        .ok()
 }
 
 /// HDR V2 + deflate, base64: the form HdrHistogram tools read and merge.
@@ -189,7 +268,13 @@ mod tests {
     fn histogram_roundtrip() {
         let mut h = crate::stats::new_histogram();
         h.record(1234).unwrap();
+        h.record(987_654).unwrap();
         let enc = encode_histogram(&h).unwrap();
-        assert!(!enc.is_empty());
+        let back = decode_histogram(&enc).unwrap();
+        assert_eq!(back.len(), 2);
+        assert_eq!(back.max(), h.max());
+        assert_eq!(base64_decode("Zm9vYmE=").unwrap(), b"fooba");
+        assert_eq!(base64_decode("Zm9vYmFy").unwrap(), b"foobar");
+        assert!(base64_decode("Zm9v!").is_none());
     }
 }

@@ -1,25 +1,33 @@
-//! Gates: pass/fail rules on results.
+//! Gates: pass / fail / inconclusive rules on results.
 //!
 //! - Ratio gates compare cells of the same run (`batched / per_message ≥ 1.3`,
 //!   `ncproxy / nutcracker ≥ 1.0`). Both sides see the same machine at nearly the
 //!   same time, so these hold on noisy CI machines where absolute numbers do not.
-//!   With trials, ratios are taken per trial (paired) and the median is judged.
-//! - Bound gates put a min/max on a metric of the selected cells.
+//!   With trials, ratios are taken per trial (paired); the median ratio and its
+//!   bootstrap interval are judged (`inference`).
+//! - Bound gates put a min/max on a metric of the selected cells; with trials,
+//!   on the interval of its median (latency percentiles: of the merged
+//!   trial histograms).
 //! - Baseline comparison (`ncbench compare`, `run --baseline`) matches cells by
-//!   id and applies throughput-drop and p99-increase thresholds. With several
-//!   trials on both sides it is noise-aware: a change past the threshold whose
-//!   trial ranges still overlap is reported as `noisy` (a warning), not a failure.
+//!   id and applies throughput-drop, p99- and p99.9-increase thresholds to the
+//!   bootstrap interval of the new/base ratio: pass when the whole interval is
+//!   within the threshold, fail when it is wholly beyond, inconclusive (a
+//!   warning, or a failure with `inconclusive = "fail"`) otherwise. With one
+//!   trial on a side there is no interval and the point values are compared.
 use crate::bench::matches;
-use crate::config::{BaselineThresholds, BenchConfig, GateSpec, Metric, Selector};
+use crate::config::{BaselineThresholds, BenchConfig, GateSpec, Metric, OnInconclusive, Selector};
+use crate::inference::{self, Interval, Judgement, TrialHistograms};
 use crate::results::{CellParams, CellResult, RunResult};
-use crate::stats::{median, CellStats};
+use crate::stats::median;
 use serde::{Deserialize, Serialize};
+
+const DEFAULT_CONFIDENCE: f64 = 0.95;
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct GateOutcome {
     pub name: String,
     pub metric: Metric,
-    /// `pass`, `fail` or `skip`.
+    /// `pass`, `fail`, `inconclusive` or `skip`.
     pub verdict: String,
     pub min: Option<f64>,
     pub max: Option<f64>,
@@ -35,6 +43,30 @@ pub struct GateCheck {
     pub against: Option<String>,
     pub value: Option<f64>,
     pub pass: bool,
+    /// With trials: the bootstrap interval of the value.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interval: Option<Interval>,
+    /// `pass`, `fail` or `inconclusive` (interval straddles a bound).
+    #[serde(default = "default_judgement")]
+    pub judgement: Judgement,
+}
+
+fn default_judgement() -> Judgement {
+    Judgement::Pass
+}
+
+/// Judges a value, or its interval when there is one.
+fn judge_value(
+    value: Option<f64>,
+    interval: Option<&Interval>,
+    min: Option<f64>,
+    max: Option<f64>,
+) -> Judgement {
+    match (interval, value) {
+        (Some(iv), _) => inference::judge_bounds(iv, min, max),
+        (None, Some(v)) if within(v, min, max) => Judgement::Pass,
+        _ => Judgement::Fail,
+    }
 }
 
 fn gate_name(i: usize, g: &GateSpec) -> String {
@@ -68,8 +100,14 @@ fn paired(n: &CellParams, d: &CellParams, free: &[&str]) -> bool {
         && same("mget_keys", n.mget_keys == d.mget_keys)
 }
 
-/// The median over trials of the per-trial ratio (paired by trial index).
-fn paired_ratio(n: &CellResult, d: &CellResult, m: Metric) -> Option<f64> {
+/// The median over trials of the per-trial ratio (paired by trial index),
+/// with its bootstrap interval when there are at least two pairs.
+fn paired_ratio(
+    n: &CellResult,
+    d: &CellResult,
+    m: Metric,
+    confidence: f64,
+) -> (Option<f64>, Option<Interval>) {
     let mut v: Vec<f64> = n
         .trials
         .iter()
@@ -80,10 +118,62 @@ fn paired_ratio(n: &CellResult, d: &CellResult, m: Metric) -> Option<f64> {
         })
         .collect();
     if v.is_empty() {
-        let (a, b) = (n.summary.metric(m)?, d.summary.metric(m)?);
-        return (b > 0.0).then(|| a / b);
+        let r = n
+            .summary
+            .metric(m)
+            .zip(d.summary.metric(m))
+            .and_then(|(a, b)| (b > 0.0).then(|| a / b));
+        return (r, None);
     }
-    Some(median(&mut v))
+    let iv = (v.len() > 1)
+        .then(|| inference::paired_median(&v, confidence))
+        .flatten();
+    (Some(median(&mut v)), iv)
+}
+
+/// Each trial's latency histogram, when every trial has one.
+fn trial_histograms(c: &CellResult) -> Option<TrialHistograms> {
+    let hs: Option<Vec<_>> = c
+        .trials
+        .iter()
+        .map(|t| {
+            t.latency_hdr
+                .as_deref()
+                .and_then(crate::export::decode_histogram)
+        })
+        .collect();
+    hs.filter(|h| !h.is_empty())
+        .map(|h| TrialHistograms::new(&h))
+}
+
+/// The quantile (0..1) a latency metric reads, if it is one.
+fn latency_quantile(m: Metric) -> Option<f64> {
+    match m {
+        Metric::LatencyUsP50 => Some(0.5),
+        Metric::LatencyUsP90 => Some(0.9),
+        Metric::LatencyUsP99 => Some(0.99),
+        Metric::LatencyUsP999 => Some(0.999),
+        _ => None,
+    }
+}
+
+/// The interval of a cell's metric over its trials (None with one trial).
+fn cell_interval(c: &CellResult, m: Metric, confidence: f64) -> Option<Interval> {
+    if c.trials.len() < 2 {
+        return None;
+    }
+    if let (Some(q), Some(th)) = (latency_quantile(m), trial_histograms(c)) {
+        return th.quantile_interval(q, confidence).map(|iv| Interval {
+            estimate: iv.estimate / 1000.0,
+            low: iv.low / 1000.0,
+            high: iv.high / 1000.0,
+            ..iv
+        });
+    }
+    let v: Vec<f64> = c.trials.iter().filter_map(|t| t.metric(m)).collect();
+    (v.len() > 1)
+        .then(|| inference::paired_median(&v, confidence))
+        .flatten()
 }
 
 fn selects_skipped(cells: &[CellResult], s: &Selector) -> bool {
@@ -112,12 +202,16 @@ pub fn evaluate(cfg: &BenchConfig, cells: &[CellResult]) -> Vec<GateOutcome> {
                                 && matches(&c.params, ds)
                                 && paired(&n.params, &c.params, &free)
                         }) {
-                            let value = paired_ratio(n, d, g.metric);
+                            let conf = g.confidence.unwrap_or(DEFAULT_CONFIDENCE);
+                            let (value, interval) = paired_ratio(n, d, g.metric, conf);
+                            let judgement = judge_value(value, interval.as_ref(), g.min, g.max);
                             checks.push(GateCheck {
                                 cell: n.id.clone(),
                                 against: Some(d.id.clone()),
                                 value,
-                                pass: value.is_some_and(|v| within(v, g.min, g.max)),
+                                pass: judgement != Judgement::Fail,
+                                interval,
+                                judgement,
                             });
                         }
                     }
@@ -126,11 +220,16 @@ pub fn evaluate(cfg: &BenchConfig, cells: &[CellResult]) -> Vec<GateOutcome> {
                     skipped_side = selects_skipped(cells, cs);
                     for c in live.iter().filter(|c| matches(&c.params, cs)) {
                         let value = c.summary.metric(g.metric);
+                        let conf = g.confidence.unwrap_or(DEFAULT_CONFIDENCE);
+                        let interval = value.and_then(|_| cell_interval(c, g.metric, conf));
+                        let judgement = judge_value(value, interval.as_ref(), g.min, g.max);
                         checks.push(GateCheck {
                             cell: c.id.clone(),
                             against: None,
                             value,
-                            pass: value.is_some_and(|v| within(v, g.min, g.max)),
+                            pass: judgement != Judgement::Fail,
+                            interval,
+                            judgement,
                         });
                     }
                 }
@@ -155,7 +254,7 @@ pub fn evaluate(cfg: &BenchConfig, cells: &[CellResult]) -> Vec<GateOutcome> {
                 };
                 let v = bad
                     .value
-                    .map(|v| format!("{v:.3}"))
+                    .map(|v| with_interval(v, bad.interval.as_ref()))
                     .unwrap_or_else(|| "n/a (not measured)".into());
                 (
                     "fail",
@@ -164,11 +263,24 @@ pub fn evaluate(cfg: &BenchConfig, cells: &[CellResult]) -> Vec<GateOutcome> {
             } else {
                 let vals: Vec<String> = checks
                     .iter()
-                    .filter_map(|c| c.value.map(|v| format!("{v:.3}")))
+                    .filter_map(|c| c.value.map(|v| with_interval(v, c.interval.as_ref())))
                     .collect();
+                let verdict = if checks
+                    .iter()
+                    .any(|c| c.judgement == Judgement::Inconclusive)
+                {
+                    "inconclusive"
+                } else {
+                    "pass"
+                };
+                let why = if verdict == "inconclusive" {
+                    " (an interval straddles the bound: more trials would tell)"
+                } else {
+                    ""
+                };
                 (
-                    "pass",
-                    format!("{} {bound}: {}", g.metric.as_str(), vals.join(", ")),
+                    verdict,
+                    format!("{} {bound}: {}{why}", g.metric.as_str(), vals.join(", ")),
                 )
             };
             GateOutcome {
@@ -184,6 +296,19 @@ pub fn evaluate(cfg: &BenchConfig, cells: &[CellResult]) -> Vec<GateOutcome> {
         .collect()
 }
 
+/// `1.234 [1.200, 1.270]` (the interval when there is one).
+fn with_interval(v: f64, iv: Option<&Interval>) -> String {
+    match iv {
+        Some(iv) => format!(
+            "{v:.3} [{:.3}, {:.3}] ({:.0}% CI)",
+            iv.low,
+            iv.high,
+            iv.confidence * 100.0
+        ),
+        None => format!("{v:.3}"),
+    }
+}
+
 /// One baseline check of one cell and metric.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct CompareOutcome {
@@ -193,20 +318,49 @@ pub struct CompareOutcome {
     pub new: Option<f64>,
     /// new / base - 1.
     pub change: Option<f64>,
-    /// `pass`, `fail`, `noisy` (past the threshold but within trial noise), `missing`.
+    /// Interval of the ratio new / base (trials > 1 on both sides).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ratio_interval: Option<Interval>,
+    /// `pass`, `fail`, `inconclusive` (the interval contains the threshold), `missing`.
     pub verdict: String,
     pub detail: String,
 }
 
-fn range(trials: &[CellStats], m: Metric) -> Option<(f64, f64)> {
-    let v: Vec<f64> = trials.iter().filter_map(|t| t.metric(m)).collect();
-    if v.is_empty() {
-        return None;
+/// The ratio new / base of one metric and its interval. Latency tails with
+/// per-trial histograms on both sides use the merged histograms' quantile.
+fn ratio_and_interval(
+    b: &CellResult,
+    n: &CellResult,
+    metric: Metric,
+    confidence: f64,
+) -> Option<(f64, Option<Interval>, &'static str)> {
+    let (bv, nv) = (b.summary.metric(metric)?, n.summary.metric(metric)?);
+    let point = if bv > 0.0 { nv / bv } else { 1.0 };
+    if b.trials.len() < 2 || n.trials.len() < 2 {
+        return Some((point, None, "one trial: point values"));
     }
-    Some((
-        v.iter().copied().fold(f64::INFINITY, f64::min),
-        v.iter().copied().fold(f64::NEG_INFINITY, f64::max),
-    ))
+    if let Some(q) = latency_quantile(metric) {
+        if let (Some(bh), Some(nh)) = (trial_histograms(b), trial_histograms(n)) {
+            let iv = inference::ratio_of_quantiles(&bh, &nh, q, confidence);
+            if let Some(iv) = iv {
+                return Some((
+                    iv.estimate,
+                    Some(iv),
+                    "merged-histogram quantile, bootstrap over trials",
+                ));
+            }
+        }
+    }
+    let values =
+        |c: &CellResult| -> Vec<f64> { c.trials.iter().filter_map(|t| t.metric(metric)).collect() };
+    match inference::ratio_of_medians(&values(b), &values(n), confidence) {
+        Some(iv) => Some((
+            iv.estimate,
+            Some(iv),
+            "ratio of medians, bootstrap over trials",
+        )),
+        None => Some((point, None, "no interval")),
+    }
 }
 
 /// Compares `new` against `base` cell by cell.
@@ -220,55 +374,61 @@ pub fn compare(base: &RunResult, new: &RunResult, th: &BaselineThresholds) -> Ve
                 base: Some(b.summary.ops_per_sec),
                 new: None,
                 change: None,
+                ratio_interval: None,
                 verdict: "fail".into(),
                 detail: format!("{}: cell missing from the new result", b.id),
             });
             continue;
         };
-        for (metric, limit) in [
+        let mut checks = vec![
             (Metric::OpsPerSec, th.max_throughput_drop.0),
             (Metric::LatencyUsP99, th.max_p99_increase.0),
-        ] {
+        ];
+        if let Some(f) = th.max_p999_increase {
+            checks.push((Metric::LatencyUsP999, f.0));
+        }
+        for (metric, limit) in checks {
             let (Some(bv), Some(nv)) = (b.summary.metric(metric), n.summary.metric(metric)) else {
                 continue;
             };
-            let change = if bv > 0.0 { nv / bv - 1.0 } else { 0.0 };
+            let Some((ratio, iv, method)) = ratio_and_interval(b, n, metric, th.confidence) else {
+                continue;
+            };
             let higher = metric.higher_is_better();
-            let worse = if higher {
-                change < -limit
-            } else {
-                change > limit
-            };
-            // Noise: with several trials on both sides, a regression must clear
-            // the other side's whole range, not just its median.
-            let overlapping = match (range(&b.trials, metric), range(&n.trials, metric)) {
-                (Some((bmin, bmax)), Some((nmin, nmax)))
-                    if b.trials.len() > 1 && n.trials.len() > 1 =>
-                {
-                    if higher {
-                        nmax >= bmin * (1.0 - limit)
-                    } else {
-                        nmin <= bmax * (1.0 + limit)
-                    }
+            let allowed = if higher { 1.0 - limit } else { 1.0 + limit };
+            let judgement = match &iv {
+                Some(iv) => inference::judge(iv, allowed, higher),
+                None if (higher && ratio < allowed) || (!higher && ratio > allowed) => {
+                    Judgement::Fail
                 }
-                _ => false,
+                None => Judgement::Pass,
             };
-            let verdict = match (worse, overlapping) {
-                (false, _) => "pass",
-                (true, true) => "noisy",
-                (true, false) => "fail",
+            let verdict = match (judgement, th.inconclusive) {
+                (Judgement::Inconclusive, OnInconclusive::Fail) => "fail",
+                (j, _) => j.as_str(),
             };
             let dir = if higher { "drop" } else { "increase" };
+            let ivtext = iv
+                .map(|iv| {
+                    format!(
+                        ", ratio {:.3} [{:.3}, {:.3}] at {:.0}%",
+                        iv.estimate,
+                        iv.low,
+                        iv.high,
+                        iv.confidence * 100.0
+                    )
+                })
+                .unwrap_or_default();
             let detail = format!(
-                "{}: {} {:.1} -> {:.1} ({:+.1}%, allowed {dir} {:.0}%){}",
+                "{}: {} {:.1} -> {:.1} ({:+.1}%{ivtext}; allowed {dir} {:.0}%; {method}){}",
                 b.id,
                 metric.as_str(),
                 bv,
                 nv,
-                change * 100.0,
+                (ratio - 1.0) * 100.0,
                 limit * 100.0,
-                if verdict == "noisy" {
-                    ", within trial noise"
+                if judgement == Judgement::Inconclusive {
+                    ": inconclusive, the interval contains the threshold"
                 } else {
                     ""
                 }
@@ -278,7 +438,8 @@ pub fn compare(base: &RunResult, new: &RunResult, th: &BaselineThresholds) -> Ve
                 metric,
                 base: Some(bv),
                 new: Some(nv),
-                change: Some(change),
+                change: Some(ratio - 1.0),
+                ratio_interval: iv,
                 verdict: verdict.into(),
                 detail,
             });
@@ -291,6 +452,7 @@ pub fn compare(base: &RunResult, new: &RunResult, th: &BaselineThresholds) -> Ve
 mod tests {
     use super::*;
     use crate::config::from_toml_str;
+    use crate::stats::CellStats;
 
     fn cell(
         id: &str,
@@ -369,8 +531,11 @@ max = 100
         assert_eq!(g[0].verdict, "pass", "{:?}", g[0]);
         assert_eq!(g[0].checks.len(), 1);
         assert_eq!(g[0].checks[0].against.as_deref(), Some("b"));
-        // Paired per trial: 140/120 and 150/160 → median 1.052 ≥ 1.0.
-        assert_eq!(g[1].verdict, "pass", "{:?}", g[1]);
+        // Paired per trial: 140/120 and 150/160 → median 1.052 ≥ 1.0, but
+        // its interval [0.94, 1.17] contains the bound: inconclusive.
+        assert_eq!(g[1].verdict, "inconclusive", "{:?}", g[1]);
+        let iv = g[1].checks[0].interval.unwrap();
+        assert!(iv.low < 1.0 && iv.high > 1.0, "{iv:?}");
         assert_eq!(g[2].verdict, "fail");
         assert!(g[2].detail.contains("needs <= 100"), "{}", g[2].detail);
     }
@@ -398,6 +563,7 @@ max = 100
             baseline: None,
             verify: None,
             capacity: vec![],
+            overhead: vec![],
             notes: vec![],
             verdict: Default::default(),
         };
@@ -418,10 +584,26 @@ max = 100
                 .verdict,
             "fail"
         );
-        // Wide trial ranges that overlap: past the threshold, yet noisy.
+        // Wide trial spread: past the threshold, yet inconclusive.
         let base3 = mk(&[60.0, 100.0, 140.0], 10.0);
         let new3 = mk(&[50.0, 80.0, 130.0], 10.0);
         let c = compare(&base3, &new3, &th);
-        assert_eq!(c[0].verdict, "noisy", "{:?}", c[0]);
+        assert_eq!(c[0].verdict, "inconclusive", "{:?}", c[0]);
+        assert!(c[0].ratio_interval.is_some());
+        let strict = BaselineThresholds {
+            inconclusive: OnInconclusive::Fail,
+            ..BaselineThresholds::default()
+        };
+        assert_eq!(compare(&base3, &new3, &strict)[0].verdict, "fail");
+        // Tight trials, a 20 % drop: a failure with an interval below 0.9.
+        let base5 = mk(&[100.0, 101.0, 99.0, 100.5, 99.5], 10.0);
+        let new5 = mk(&[80.0, 81.0, 79.0, 80.5, 79.5], 10.0);
+        let c = compare(&base5, &new5, &th);
+        assert_eq!(c[0].verdict, "fail", "{:?}", c[0]);
+        assert!(c[0].ratio_interval.unwrap().high < 0.9);
+        // The same build: a pass, with an interval around 1.
+        let again = mk(&[99.0, 100.0, 101.0, 100.2, 99.8], 10.0);
+        let c = compare(&base5, &again, &th);
+        assert!(c.iter().all(|c| c.verdict == "pass"), "{c:?}");
     }
 }

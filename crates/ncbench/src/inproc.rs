@@ -10,13 +10,15 @@
 use crate::affinity::{self, CpuList};
 use crate::error::{BenchError, Result};
 use std::net::SocketAddr;
+use std::sync::Mutex;
 
 /// A proxy running on its own threads inside this process.
 pub struct InProcProxy {
-    proxy: Option<nc_proxy::RunningProxy>,
+    /// Behind a lock so that an event can reload it while the load runs.
+    proxy: Mutex<Option<nc_proxy::RunningProxy>>,
     stats: Option<SocketAddr>,
-    /// Name and allowed CPUs of each thread the proxy started.
-    pub threads_cpus: Vec<(String, String)>,
+    /// Thread id, name and allowed CPUs of each thread the proxy started.
+    pub threads_cpus: Vec<(u32, String, String)>,
 }
 
 impl InProcProxy {
@@ -24,9 +26,26 @@ impl InProcProxy {
         self.stats
     }
 
+    fn take(&mut self) -> Option<nc_proxy::RunningProxy> {
+        self.proxy
+            .get_mut()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+    }
+
+    /// Switches the running proxy to the pool config `yaml`, as SIGUSR1
+    /// does for the binary.
+    pub fn reload(&self, yaml: &str) -> std::result::Result<(), String> {
+        let cfg = nc_config::Config::from_yaml_str(yaml, "<ncbench reloaded pool>")
+            .map_err(|e| e.to_string().replace('\n', "; "))?;
+        let mut guard = self.proxy.lock().unwrap_or_else(|e| e.into_inner());
+        let p = guard.as_mut().ok_or("the proxy is stopped")?;
+        p.reload(cfg).map(|_| ()).map_err(|e| e.to_string())
+    }
+
     /// Stops the workers and joins their threads.
     pub fn stop(mut self) {
-        if let Some(p) = self.proxy.take() {
+        if let Some(p) = self.take() {
             p.stop();
         }
     }
@@ -34,7 +53,7 @@ impl InProcProxy {
 
 impl Drop for InProcProxy {
     fn drop(&mut self) {
-        if let Some(p) = self.proxy.take() {
+        if let Some(p) = self.take() {
             p.stop();
         }
     }
@@ -49,7 +68,13 @@ pub fn start(
     workers: u32,
     busy_poll_us: u32,
     cpus: Option<&CpuList>,
+    log: &std::path::Path,
 ) -> Option<Result<InProcProxy>> {
+    // The proxy's log goes to a file, as the binary's `-o` does: a dead
+    // backend must not flood ncbench's terminal with reconnect lines.
+    if let Err(e) = nc_proxy::log::set_output(&log.to_string_lossy()) {
+        return Some(Err(BenchError::io(log, e)));
+    }
     Some(start_inner(yaml, workers, busy_poll_us, cpus))
 }
 
@@ -83,7 +108,7 @@ fn start_inner(
     let threads_cpus = proxy_threads(&before);
     let stats = p.stats_addr();
     Ok(InProcProxy {
-        proxy: Some(p),
+        proxy: Mutex::new(Some(p)),
         stats,
         threads_cpus,
     })
@@ -93,19 +118,21 @@ fn start_inner(
 /// name also keeps out threads other code in this process started meanwhile).
 /// A new thread names itself after it starts, so this waits a little for
 /// every new thread to have a proxy name.
-fn proxy_threads(before: &[u32]) -> Vec<(String, String)> {
+fn proxy_threads(before: &[u32]) -> Vec<(u32, String, String)> {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(1);
     loop {
-        let new: Vec<(String, String)> = affinity::thread_ids()
+        let new: Vec<(u32, String, String)> = affinity::thread_ids()
             .into_iter()
             .filter(|t| !before.contains(t))
-            .filter_map(affinity::thread_name_and_cpus)
+            .filter_map(|t| affinity::thread_name_and_cpus(t).map(|(n, c)| (t, n, c)))
             .collect();
-        let all_named = new.iter().all(|(name, _)| name.starts_with(THREAD_PREFIX));
+        let all_named = new
+            .iter()
+            .all(|(_, name, _)| name.starts_with(THREAD_PREFIX));
         if all_named || std::time::Instant::now() >= deadline {
             return new
                 .into_iter()
-                .filter(|(name, _)| name.starts_with(THREAD_PREFIX))
+                .filter(|(_, name, _)| name.starts_with(THREAD_PREFIX))
                 .collect();
         }
         std::thread::sleep(std::time::Duration::from_millis(5));

@@ -11,12 +11,17 @@
 //! - `target`, `procs`, `embedded`, `inproc` (backends and targets),
 //!   `scrape` (proxy stats JSON), `loader` (preload and verify with the redis
 //!   crate, or its own small memcached client);
-//! - `bench` (cells, trials, verdict), `capacity` (rate search), `gate`
-//!   (ratio/bound gates, baseline comparison);
+//! - `timeline` (per-interval series), `events` (`[[event]]`: backend kill,
+//!   stop, continue, restart; proxy reload), `shards` (backend counters),
+//!   `overhead` (latency added over direct);
+//! - `bench` (cells, trials, the measuring clock, verdict), `capacity` (rate
+//!   search with repetitions), `inference` (bootstrap intervals, judgement),
+//!   `gate` (ratio/bound gates, baseline comparison);
 //! - `report` (table), `export` (JSON, CSV, HDR logs), `plot` (SVG/HTML),
 //!   `progress` (bar or plain lines), `env` (environment fingerprint), `results` (schema).
 //!
-//! The `ncbench` binary (bin/ncbench) only parses flags and calls [`cmd_run`],
+//! The `ncbench` binary (bin/ncbench) only parses flags (building the config
+//! of `--target` with [`target_config`]) and calls [`cmd_run`],
 //! [`cmd_capacity`] or [`cmd_compare`], which return the process exit code.
 // Unsafe only where a tokio API requires it (driver::connect), allowed locally.
 #![deny(unsafe_code)]
@@ -29,11 +34,14 @@ pub mod driver;
 pub mod embedded;
 pub mod env;
 pub mod error;
+pub mod events;
 pub mod export;
 pub mod gate;
+pub mod inference;
 pub mod inproc;
 pub mod loader;
 pub mod memcache;
+pub mod overhead;
 pub mod plot;
 pub mod procs;
 pub mod progress;
@@ -41,8 +49,10 @@ pub mod report;
 pub mod resp;
 pub mod results;
 pub mod scrape;
+pub mod shards;
 pub mod stats;
 pub mod target;
+pub mod timeline;
 pub mod units;
 pub mod workload;
 
@@ -90,6 +100,32 @@ pub fn load_config(path: Option<&Path>) -> Result<BenchConfig, ConfigError> {
         Some(p) => config::load(p),
         None => Ok(config::quick()),
     }
+}
+
+/// The config of `ncbench run --target HOST:PORT`: load at a server or proxy
+/// that is already running, with no config file and nothing started. The
+/// keys are written and read back through the target (never flushed).
+/// `run.duration` is 5 s unless the command line says otherwise.
+pub fn target_config(addr: &str, protocol: config::Protocol) -> Result<BenchConfig, ConfigError> {
+    if config::parse_host_port(addr).is_none() {
+        return Err(ConfigError::new(
+            "command line",
+            "--target",
+            format!("`{addr}` is not host:port"),
+        ));
+    }
+    let proto = match protocol {
+        config::Protocol::Redis => "",
+        config::Protocol::Memcache => "protocol = \"memcache\"\n",
+    };
+    let text = format!(
+        "name = \"target\"\ndescription = \"load at {addr}\"\n\
+         [run]\nduration = \"5s\"\nwarmup = \"1s\"\n\
+         [backends]\nkind = \"external\"\naddresses = [\"{addr}\"]\n\
+         [[target]]\nkind = \"external\"\nlabel = \"target\"\naddress = \"{addr}\"\n\
+         [workload]\n{proto}"
+    );
+    config::from_toml_str(&text, &format!("--target {addr}"))
 }
 
 /// Applies command-line overrides; errors name the flag.
@@ -146,6 +182,14 @@ fn write_outputs(
     if let Some(p) = &out.csv {
         std::fs::write(p, export::csv(r)).map_err(|e| BenchError::io(p, e))?;
         progress.note(&format!("wrote {}", p.display()));
+        if r.cells
+            .iter()
+            .any(|c| c.trials.iter().any(|t| !t.timeline.is_empty()))
+        {
+            let tp = export::timeline_csv_path(p);
+            std::fs::write(&tp, export::timeline_csv(r)).map_err(|e| BenchError::io(&tp, e))?;
+            progress.note(&format!("wrote {}", tp.display()));
+        }
     }
     if let Some(d) = &out.hdr_dir {
         let files = export::write_hdr_logs(d, r, hists)?;

@@ -104,7 +104,15 @@ fn spawn_guarded(
 /// Starts `redis-server` on a free loopback port with persistence off, on
 /// `cpus` when given.
 pub fn start_redis(binary: &Path, cpus: Option<&CpuList>) -> Result<(ChildGuard, SocketAddr)> {
-    let port = free_port()?;
+    start_redis_on(binary, free_port()?, cpus)
+}
+
+/// Starts `redis-server` on `port` (a restart reuses its backend's port).
+pub fn start_redis_on(
+    binary: &Path,
+    port: u16,
+    cpus: Option<&CpuList>,
+) -> Result<(ChildGuard, SocketAddr)> {
     let mut cmd = Command::new(binary);
     cmd.args([
         "--port",
@@ -140,7 +148,16 @@ pub fn start_memcached(
     max_value: u64,
     cpus: Option<&CpuList>,
 ) -> Result<(ChildGuard, SocketAddr)> {
-    let port = free_port()?;
+    start_memcached_on(binary, free_port()?, max_value, cpus)
+}
+
+/// Starts memcached on `port` (a restart reuses its backend's port).
+pub fn start_memcached_on(
+    binary: &Path,
+    port: u16,
+    max_value: u64,
+    cpus: Option<&CpuList>,
+) -> Result<(ChildGuard, SocketAddr)> {
     let mut cmd = Command::new(binary);
     cmd.args([
         "-p",
@@ -182,6 +199,15 @@ pub fn memcached_item_limit(max_value: u64) -> String {
     format!("{mib}m")
 }
 
+/// A proxy binary ncbench started: the child, its stats address and the
+/// config file it reads (rewritten for a reload).
+#[derive(Debug)]
+pub struct ProxyChild {
+    pub guard: ChildGuard,
+    pub stats: SocketAddr,
+    pub conf: PathBuf,
+}
+
 /// Starts a nutcracker-compatible proxy binary (nutcracker or ncproxy) with the
 /// config text `yaml`, stats on a free port, on `cpus` when given. `extra`
 /// adds flags (`--workers`).
@@ -192,7 +218,7 @@ pub fn start_proxy_binary(
     extra: &[String],
     workdir: &Path,
     cpus: Option<&CpuList>,
-) -> Result<(ChildGuard, SocketAddr)> {
+) -> Result<ProxyChild> {
     let name = binary
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
@@ -239,7 +265,50 @@ pub fn start_proxy_binary(
     let stats: SocketAddr = ([127, 0, 0, 1], stats_port).into();
     // The stats thread may start a moment after the listener.
     let _ = wait_listening(stats, &mut g, Duration::from_secs(2));
-    Ok((g, stats))
+    Ok(ProxyChild {
+        guard: g,
+        stats,
+        conf,
+    })
+}
+
+/// Sends `signal` to process `pid`.
+pub fn signal(pid: u32, signal: nix::sys::signal::Signal) -> std::io::Result<()> {
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), signal)
+        .map_err(std::io::Error::from)
+}
+
+/// `syscr` and `syscw` from an `io` file of /proc.
+fn read_io_file(path: &str) -> Option<crate::timeline::IoCount> {
+    let text = std::fs::read_to_string(path).ok()?;
+    let field = |k: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(k))
+            .and_then(|v| v.trim().parse().ok())
+    };
+    Some(crate::timeline::IoCount {
+        reads: field("syscr:")?,
+        writes: field("syscw:")?,
+    })
+}
+
+/// Read and write syscalls of a whole process so far (all its threads, also
+/// finished ones): `/proc/<pid>/io`. These count read/readv/pread and
+/// write/writev/pwrite (what nutcracker, ncproxy and the backends use on
+/// sockets); epoll and recvmsg/sendmsg do not count.
+pub fn io_of_process(pid: u32) -> Option<crate::timeline::IoCount> {
+    read_io_file(&format!("/proc/{pid}/io"))
+}
+
+/// The same for some threads of this process (an in-process proxy's).
+pub fn io_of_threads(tids: &[u32]) -> Option<crate::timeline::IoCount> {
+    let mut sum = crate::timeline::IoCount::default();
+    for t in tids {
+        let c = read_io_file(&format!("/proc/self/task/{t}/io"))?;
+        sum.reads += c.reads;
+        sum.writes += c.writes;
+    }
+    (!tids.is_empty()).then_some(sum)
 }
 
 /// The first line of `binary --version`-style output, for the environment fingerprint.

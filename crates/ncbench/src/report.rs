@@ -58,7 +58,7 @@ pub fn table(r: &RunResult) -> String {
     let w = r.cells.iter().map(|c| c.id.len()).max().unwrap_or(4).max(4);
     let _ = writeln!(
         s,
-        "{:<w$} {:>10} {:>9} {:>9} {:>9} {:>9} {:>9} {:>5} {:>5} {:>5} {:>8} {:>8} {:>8} {:>6}",
+        "{:<w$} {:>10} {:>9} {:>9} {:>9} {:>9} {:>9} {:>5} {:>5} {:>5} {:>8} {:>8} {:>8} {:>10} {:>6}",
         "cell",
         "ops/s",
         "p50",
@@ -70,8 +70,9 @@ pub fn table(r: &RunResult) -> String {
         "mism",
         "lost",
         "sys/req",
-        "req/sys",
-        "B/sys",
+        "send/req",
+        "B/send",
+        "be sys/req",
         "x ref"
     );
     for c in &r.cells {
@@ -82,9 +83,10 @@ pub fn table(r: &RunResult) -> String {
         let m = &c.summary;
         let l = &m.latency_us;
         let p = m.proxy.as_ref();
+        let sc = m.syscalls.as_ref();
         let _ = writeln!(
             s,
-            "{:<w$} {:>10} {:>9} {:>9} {:>9} {:>9} {:>9} {:>5} {:>5} {:>5} {:>8} {:>8} {:>8} {:>6}",
+            "{:<w$} {:>10} {:>9} {:>9} {:>9} {:>9} {:>9} {:>5} {:>5} {:>5} {:>8} {:>8} {:>8} {:>10} {:>6}",
             c.id,
             fmt_ops(m.ops_per_sec),
             fmt_us(l.p50),
@@ -95,17 +97,28 @@ pub fn table(r: &RunResult) -> String {
             m.errors,
             m.mismatches,
             m.lost,
+            fmt_opt(sc.and_then(|p| p.proxy_per_request), 3),
             fmt_opt(p.and_then(|p| p.syscalls_per_request), 3),
-            fmt_opt(p.and_then(|p| p.requests_per_syscall), 1),
             fmt_opt(p.and_then(|p| p.bytes_per_syscall), 0),
+            fmt_opt(sc.and_then(|p| p.backend_per_request), 3),
             c.ratio_to_reference
                 .map(|x| format!("{:.2}", x.ops_per_sec))
                 .unwrap_or_else(|| "-".into()),
         );
     }
     if let Some(rf) = r.reference.as_ref().filter(|_| r.cells.len() > 1) {
-        let _ = writeln!(s, "x ref = ops/s relative to {rf}; sys/req etc. from the proxy's send counters (n/a where the target has none)");
+        let _ = writeln!(s, "x ref = ops/s relative to {rf}");
     }
+    if r.cells
+        .iter()
+        .any(|c| c.summary.syscalls.is_some() || c.summary.proxy.is_some())
+    {
+        let _ = writeln!(s, "sys/req = the proxy process's read+write syscalls per request (/proc/<pid>/io); send/req, B/send = ncproxy's counted server-side sends per forwarded request and bytes per send; be sys/req = all backends' read+write syscalls per request");
+    }
+    s.push_str(&error_kinds(r));
+    s.push_str(&shard_table(r));
+    s.push_str(&overhead_table(r));
+    s.push_str(&timelines(r));
     for cap in &r.capacity {
         let _ = writeln!(
             s,
@@ -114,8 +127,13 @@ pub fn table(r: &RunResult) -> String {
             cap.percentile,
             fmt_us(cap.target_latency_us),
             match (cap.max_rate_holding, cap.max_ops_holding) {
-                (Some(rate), Some(ops)) =>
-                    format!("{rate:.0}/s scheduled ({ops:.0} ops/s achieved)"),
+                (Some(rate), Some(ops)) => format!(
+                    "{:.0}/s, interval [{rate:.0}, {}] /s ({ops:.0} ops/s achieved at {rate:.0}/s)",
+                    cap.capacity_estimate.unwrap_or(rate),
+                    cap.min_rate_failing
+                        .map(|f| format!("{f:.0}"))
+                        .unwrap_or_else(|| "not reached".into())
+                ),
                 _ => "no rate held".into(),
             }
         );
@@ -124,20 +142,36 @@ pub fn table(r: &RunResult) -> String {
         }
         let _ = writeln!(
             s,
-            "{:>12} {:>12} {:>10} {:>6}  note",
+            "{:>12} {:>12} {:>10} {:>21} {:>4} {:>12}  note",
             "rate",
             "ops/s",
             format!("p{}", cap.percentile),
-            "holds"
+            "interval",
+            "reps",
+            "verdict"
         );
         for st in &cap.steps {
+            let iv = st
+                .interval_us
+                .map(|iv| format!("[{}, {}]", fmt_us(iv.low), fmt_us(iv.high)))
+                .unwrap_or_default();
             let _ = writeln!(
                 s,
-                "{:>12.0} {:>12.0} {:>10} {:>6}  {}",
+                "{:>12.0} {:>12.0} {:>10} {:>21} {:>4} {:>12}  {}",
                 st.rate,
                 st.ops_per_sec,
                 fmt_us(st.latency_us_at_percentile),
-                if st.holds { "yes" } else { "no" },
+                iv,
+                st.repeats,
+                if st.verdict.is_empty() {
+                    if st.holds {
+                        "holds"
+                    } else {
+                        "fails"
+                    }
+                } else {
+                    st.verdict.as_str()
+                },
                 st.why_not.clone().unwrap_or_default()
             );
         }
@@ -178,6 +212,164 @@ pub fn table(r: &RunResult) -> String {
         for why in &r.verdict.reasons {
             let _ = writeln!(s, "  - {why}");
         }
+    }
+    s
+}
+
+/// Error replies and connection failures by kind, per cell that had any.
+fn error_kinds(r: &RunResult) -> String {
+    let mut s = String::new();
+    for c in r.cells.iter().filter(|c| !c.summary.error_kinds.is_empty()) {
+        let kinds: Vec<String> = c
+            .summary
+            .error_kinds
+            .iter()
+            .map(|(k, n)| format!("{n} x {k}"))
+            .collect();
+        let _ = writeln!(s, "errors of {}: {}", c.id, kinds.join("; "));
+    }
+    s
+}
+
+/// Each backend's share of operations and bytes, and the hottest share.
+pub fn shard_table(r: &RunResult) -> String {
+    let mut s = String::new();
+    let cells: Vec<_> = r
+        .cells
+        .iter()
+        .filter(|c| c.skipped.is_none() && !c.summary.shards.is_empty())
+        .collect();
+    if cells.is_empty() {
+        return s;
+    }
+    let w = cells.iter().map(|c| c.id.len()).max().unwrap_or(4).max(4);
+    let _ = writeln!(
+        s,
+        "\nshard balance (each backend's own counters over the measured window: ops share / bytes share)"
+    );
+    for c in cells {
+        let parts: Vec<String> = c
+            .summary
+            .shards
+            .iter()
+            .map(|sh| {
+                format!(
+                    "{} {:.1}%/{:.1}%",
+                    sh.backend,
+                    sh.ops_share * 100.0,
+                    sh.bytes_share * 100.0
+                )
+            })
+            .collect();
+        let hottest = c.summary.hottest_shard_share().unwrap_or(0.0);
+        let even = 1.0 / c.summary.shards.len() as f64;
+        let _ = writeln!(
+            s,
+            "{:<w$}  hottest {:.1}% ({:.2}x even)  {}",
+            c.id,
+            hottest * 100.0,
+            hottest / even,
+            parts.join("  ")
+        );
+    }
+    s
+}
+
+/// The latency each proxy adds over direct at the same open-loop rate.
+pub fn overhead_table(r: &RunResult) -> String {
+    let mut s = String::new();
+    if r.overhead.is_empty() {
+        return s;
+    }
+    let w = r
+        .overhead
+        .iter()
+        .map(|o| o.cell.len())
+        .max()
+        .unwrap_or(4)
+        .max(4);
+    let _ = writeln!(
+        s,
+        "\nproxy overhead: latency added over direct at the same rate"
+    );
+    let _ = writeln!(
+        s,
+        "{:<w$} {:>10} {:>9} {:>9} {:>9} {:>9}",
+        "cell", "rate", "+p50", "+p90", "+p99", "+p99.9"
+    );
+    for o in &r.overhead {
+        let a = &o.added_us;
+        let _ = writeln!(
+            s,
+            "{:<w$} {:>10.0} {:>9} {:>9} {:>9} {:>9}",
+            o.cell,
+            o.rate,
+            fmt_signed_us(a.p50),
+            fmt_signed_us(a.p90),
+            fmt_signed_us(a.p99),
+            fmt_signed_us(a.p999)
+        );
+    }
+    s
+}
+
+fn fmt_signed_us(us: f64) -> String {
+    if us < 0.0 {
+        format!("-{}", fmt_us(-us))
+    } else {
+        format!("+{}", fmt_us(us))
+    }
+}
+
+/// The per-interval table of every cell whose trials ran events.
+pub fn timelines(r: &RunResult) -> String {
+    let mut s = String::new();
+    for c in r.cells.iter().filter(|c| c.skipped.is_none()) {
+        for (i, t) in c.trials.iter().enumerate() {
+            if t.events.is_empty() {
+                continue;
+            }
+            let _ = writeln!(s, "\ntimeline of {} (trial {}):", c.id, i + 1);
+            s.push_str(&timeline_table(&t.timeline));
+            for e in &t.events {
+                let _ = writeln!(
+                    s,
+                    "event at {:.2}s (ran {:.3}s, took {:.0}ms): {}: {}",
+                    e.at_s, e.ran_at_s, e.took_ms, e.event, e.outcome
+                );
+            }
+        }
+    }
+    s
+}
+
+/// One line per interval.
+pub fn timeline_table(points: &[crate::timeline::IntervalPoint]) -> String {
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "{:>7} {:>10} {:>9} {:>9} {:>9} {:>6} {:>5} {:>5} {:>5} {:>9} {:>9}  events",
+        "t", "ops/s", "p50", "p99", "p99.9", "err", "conn", "lost", "mism", "proxy sys", "be sys"
+    );
+    for p in points {
+        let opt = |v: Option<u64>| v.map(|v| v.to_string()).unwrap_or_else(|| "-".into());
+        let _ = writeln!(
+            s,
+            "{:>6.1}s{} {:>10.0} {:>9} {:>9} {:>9} {:>6} {:>5} {:>5} {:>5} {:>9} {:>9}  {}",
+            p.t_s,
+            if p.warmup { "w" } else { " " },
+            p.ops_per_sec,
+            fmt_us(p.latency_us_p50),
+            fmt_us(p.latency_us_p99),
+            fmt_us(p.latency_us_p999),
+            p.errors,
+            p.conn_errors,
+            p.lost,
+            p.mismatches,
+            opt(p.proxy_syscalls),
+            opt(p.backend_syscalls),
+            p.events.join(", ")
+        );
     }
     s
 }

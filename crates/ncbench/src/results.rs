@@ -93,6 +93,9 @@ pub struct RunResult {
     pub baseline: Option<BaselineReport>,
     pub verify: Option<VerifyResult>,
     pub capacity: Vec<CapacityResult>,
+    /// Latency each proxy adds over direct, open-loop cells at the same rate.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub overhead: Vec<crate::overhead::OverheadRow>,
     pub notes: Vec<String>,
     pub verdict: Verdict,
 }

@@ -4,9 +4,13 @@
 //! Each driver thread owns its histograms (no atomics or locks per request);
 //! they are merged once at the end. Values are nanoseconds in the histograms and
 //! microseconds in reports (`latency_us_p99`), three significant figures.
+use crate::events::EventRecord;
+use crate::shards::ShardShare;
+use crate::timeline::{IntervalPoint, Timeline};
 use crate::workload::Op;
 use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 
 /// Highest latency a histogram tracks (larger values saturate): 120 s.
 pub const MAX_LATENCY_NS: u64 = 120_000_000_000;
@@ -38,7 +42,14 @@ pub struct ThreadStats {
     pub first_problem: Option<String>,
     /// Time of the last reply (ns since start), for request-count runs.
     pub last_reply_ns: u64,
+    /// Per-interval series (warmup included).
+    pub timeline: Timeline,
+    /// Error replies and connection failures by kind, in every phase.
+    pub error_kinds: Vec<(String, u64)>,
 }
+
+/// Most distinct error kinds kept; the rest count as `other`.
+const MAX_ERROR_KINDS: usize = 32;
 
 impl Default for ThreadStats {
     fn default() -> Self {
@@ -57,6 +68,8 @@ impl Default for ThreadStats {
             bytes_in: 0,
             first_problem: None,
             last_reply_ns: 0,
+            timeline: Timeline::default(),
+            error_kinds: Vec::new(),
         }
     }
 }
@@ -82,6 +95,60 @@ impl ThreadStats {
             self.first_problem.clone_from(&o.first_problem);
         }
         self.last_reply_ns = self.last_reply_ns.max(o.last_reply_ns);
+        self.timeline.merge(&o.timeline);
+        for (k, n) in &o.error_kinds {
+            self.bump_kind(k, *n);
+        }
+    }
+
+    fn bump_kind(&mut self, kind: &str, n: u64) {
+        if let Some(slot) = self.error_kinds.iter_mut().find(|(k, _)| k == kind) {
+            slot.1 += n;
+        } else if self.error_kinds.len() < MAX_ERROR_KINDS {
+            self.error_kinds.push((kind.to_string(), n));
+        } else {
+            self.bump_other(n);
+        }
+    }
+
+    fn bump_other(&mut self, n: u64) {
+        match self.error_kinds.iter_mut().find(|(k, _)| k == "other") {
+            Some(slot) => slot.1 += n,
+            None => self.error_kinds.push(("other".into(), n)),
+        }
+    }
+
+    /// Counts an error reply by its first line (`reply: -ERR Connection refused`).
+    pub fn count_error(&mut self, reply: &[u8]) {
+        let line = reply
+            .split(|&b| b == b'\r' || b == b'\n')
+            .next()
+            .unwrap_or(b"");
+        let line = &line[..line.len().min(60)];
+        // No allocation for a kind seen before.
+        if let Some(slot) = self.error_kinds.iter_mut().find(|(k, _)| {
+            k.strip_prefix("reply: ")
+                .is_some_and(|k| k.as_bytes() == line)
+        }) {
+            slot.1 += 1;
+            return;
+        }
+        let kind = format!("reply: {}", String::from_utf8_lossy(line));
+        self.bump_kind(&kind, 1);
+    }
+
+    /// Counts a connection failure by its description, without addresses.
+    pub fn count_conn_error(&mut self, why: &str) {
+        let kind: Vec<&str> = why
+            .split_whitespace()
+            .filter(|w| {
+                w.trim_end_matches(':')
+                    .parse::<std::net::SocketAddr>()
+                    .is_err()
+            })
+            .collect();
+        let kind = format!("connection: {}", kind.join(" "));
+        self.bump_kind(&kind, 1);
     }
 }
 
@@ -138,6 +205,20 @@ pub struct ProxyCounters {
     pub client_syscalls_per_reply: Option<f64>,
 }
 
+/// Syscalls read from `/proc/<pid>/io` (`syscr`, `syscw`) over the measured
+/// window: the proxy process (or the in-process proxy's threads) and every
+/// backend process ncbench started. Per request = per reply the clients got.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, Default, PartialEq)]
+pub struct ProcSyscalls {
+    pub proxy_reads: Option<u64>,
+    pub proxy_writes: Option<u64>,
+    pub proxy_per_request: Option<f64>,
+    pub proxy_writes_per_request: Option<f64>,
+    pub backend_reads: Option<u64>,
+    pub backend_writes: Option<u64>,
+    pub backend_per_request: Option<f64>,
+}
+
 /// The result of one cell (one trial, or the median over trials).
 #[derive(Debug, Clone, Serialize, Deserialize, Default, PartialEq)]
 pub struct CellStats {
@@ -161,6 +242,24 @@ pub struct CellStats {
     pub bytes_in: u64,
     pub first_problem: Option<String>,
     pub proxy: Option<ProxyCounters>,
+    /// Error replies and connection failures by kind (every phase).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub error_kinds: BTreeMap<String, u64>,
+    /// Syscalls of the proxy and the backends from /proc.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub syscalls: Option<ProcSyscalls>,
+    /// Each backend's share of operations and bytes, from its own counters.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub shards: Vec<ShardShare>,
+    /// Per-interval series (trials only; the summary leaves it empty).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub timeline: Vec<IntervalPoint>,
+    /// Events that ran during this trial.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub events: Vec<EventRecord>,
+    /// This trial's latency histogram (ns), HDR V2 + deflate, base64; trials only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub latency_hdr: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, Default, PartialEq)]
@@ -207,7 +306,21 @@ impl CellStats {
             bytes_in: s.bytes_in,
             first_problem: s.first_problem.clone(),
             proxy: None,
+            error_kinds: s.error_kinds.iter().cloned().collect(),
+            syscalls: None,
+            shards: Vec::new(),
+            timeline: Vec::new(),
+            events: Vec::new(),
+            latency_hdr: None,
         }
+    }
+
+    /// The hottest backend's share of operations (None without shard counters).
+    pub fn hottest_shard_share(&self) -> Option<f64> {
+        self.shards
+            .iter()
+            .map(|s| s.ops_share)
+            .max_by(|a, b| a.total_cmp(b))
     }
 
     /// Integrity holds: no mismatched and no lost replies.
@@ -230,6 +343,9 @@ impl CellStats {
             SyscallsPerRequest => p.and_then(|p| p.syscalls_per_request),
             RequestsPerSyscall => p.and_then(|p| p.requests_per_syscall),
             BytesPerSyscall => p.and_then(|p| p.bytes_per_syscall),
+            ProxySyscallsPerRequest => self.syscalls.and_then(|s| s.proxy_per_request),
+            BackendSyscallsPerRequest => self.syscalls.and_then(|s| s.backend_per_request),
+            HottestShardShare => self.hottest_shard_share(),
         }
     }
 }
@@ -238,6 +354,21 @@ impl CellStats {
 /// failures (errors, mismatches, lost) are summed, not medianed: one bad trial
 /// must show.
 pub fn combine_trials(trials: &[CellStats]) -> CellStats {
+    let mut out = combine_scalars(trials);
+    out.timeline.clear();
+    out.events.clear();
+    out.latency_hdr = None;
+    out.error_kinds = BTreeMap::new();
+    for t in trials {
+        for (k, n) in &t.error_kinds {
+            *out.error_kinds.entry(k.clone()).or_default() += n;
+        }
+    }
+    out.shards = crate::shards::sum(trials.iter().map(|t| t.shards.as_slice()));
+    out
+}
+
+fn combine_scalars(trials: &[CellStats]) -> CellStats {
     if trials.len() == 1 {
         return trials[0].clone();
     }
@@ -275,6 +406,11 @@ pub fn combine_trials(trials: &[CellStats]) -> CellStats {
         p.bytes_per_syscall = medo(&|t| t.proxy.and_then(|p| p.bytes_per_syscall));
         p.iovecs_per_syscall = medo(&|t| t.proxy.and_then(|p| p.iovecs_per_syscall));
         p.client_syscalls_per_reply = medo(&|t| t.proxy.and_then(|p| p.client_syscalls_per_reply));
+    }
+    if let Some(s) = out.syscalls.as_mut() {
+        s.proxy_per_request = medo(&|t| t.syscalls.and_then(|s| s.proxy_per_request));
+        s.proxy_writes_per_request = medo(&|t| t.syscalls.and_then(|s| s.proxy_writes_per_request));
+        s.backend_per_request = medo(&|t| t.syscalls.and_then(|s| s.backend_per_request));
     }
     out
 }

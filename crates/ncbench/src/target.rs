@@ -18,10 +18,13 @@ use crate::config::{
 };
 use crate::embedded::{self, EmbeddedBackends};
 use crate::error::{BenchError, Result};
+use crate::events::{EventAction, ProxyChange};
 use crate::procs::{self, ChildGuard};
 use crate::scrape::POOL;
+use crate::timeline::IoCount;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
 /// The backends of a run.
 pub struct Backends {
@@ -36,9 +39,156 @@ pub struct Backends {
     pub owned: bool,
     /// (process or thread, its `Cpus_allowed_list`) for each backend ncbench started.
     pub cpus_observed: Vec<(String, String)>,
-    /// redis-server or memcached children.
-    _redis: Vec<ChildGuard>,
+    /// redis-server or memcached children, by backend index (events kill,
+    /// stop and restart them).
+    children: Mutex<Vec<BackendSlot>>,
+    /// How to start a backend again on its port.
+    spawner: Option<Spawner>,
+    cpus: Option<CpuList>,
     _embedded: Option<EmbeddedBackends>,
+}
+
+/// One backend child: None while killed.
+struct BackendSlot {
+    child: Option<ChildGuard>,
+    stopped: bool,
+}
+
+#[derive(Debug, Clone)]
+enum Spawner {
+    Redis(PathBuf),
+    Memcached { binary: PathBuf, max_value: u64 },
+}
+
+fn slots(guards: Vec<ChildGuard>) -> Mutex<Vec<BackendSlot>> {
+    Mutex::new(
+        guards
+            .into_iter()
+            .map(|g| BackendSlot {
+                child: Some(g),
+                stopped: false,
+            })
+            .collect(),
+    )
+}
+
+impl Backends {
+    fn slots(&self) -> std::sync::MutexGuard<'_, Vec<BackendSlot>> {
+        self.children.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Whether ncbench runs these backends as child processes.
+    pub fn has_processes(&self) -> bool {
+        self.spawner.is_some()
+    }
+
+    /// Read + write syscalls of every backend process alive now (None
+    /// when ncbench runs none).
+    pub fn io(&self) -> Option<IoCount> {
+        if !self.has_processes() {
+            return None;
+        }
+        let mut sum = IoCount::default();
+        for slot in self.slots().iter() {
+            if let Some(c) = slot
+                .child
+                .as_ref()
+                .and_then(|g| procs::io_of_process(g.pid()))
+            {
+                sum.reads += c.reads;
+                sum.writes += c.writes;
+            }
+        }
+        Some(sum)
+    }
+
+    /// Runs a backend action (kill, stop, continue, restart) on backend `i`.
+    pub fn act(&self, i: usize, action: EventAction) -> std::result::Result<(), String> {
+        use nix::sys::signal::Signal;
+        let mut slots = self.slots();
+        let slot = slots
+            .get_mut(i)
+            .ok_or_else(|| format!("backend {i} does not exist"))?;
+        let pid = slot.child.as_ref().map(|g| g.pid());
+        match action {
+            EventAction::Kill => {
+                let Some(g) = slot.child.take() else {
+                    return Err(format!("backend {i} is not running"));
+                };
+                drop(g); // SIGKILL and reap
+                slot.stopped = false;
+                Ok(())
+            }
+            EventAction::Stop | EventAction::Continue => {
+                let Some(pid) = pid else {
+                    return Err(format!("backend {i} is not running"));
+                };
+                let (sig, stopped) = match action {
+                    EventAction::Stop => (Signal::SIGSTOP, true),
+                    _ => (Signal::SIGCONT, false),
+                };
+                procs::signal(pid, sig).map_err(|e| format!("{sig:?} to pid {pid}: {e}"))?;
+                slot.stopped = stopped;
+                Ok(())
+            }
+            EventAction::Restart => {
+                drop(slot.child.take());
+                slot.stopped = false;
+                let g = self.spawn_on(self.addrs[i].port())?;
+                slot.child = Some(g);
+                Ok(())
+            }
+            other => Err(format!("`{other}` is not a backend action")),
+        }
+    }
+
+    fn spawn_on(&self, port: u16) -> std::result::Result<ChildGuard, String> {
+        let cpus = self.cpus.as_ref();
+        let r = match &self.spawner {
+            Some(Spawner::Redis(bin)) => procs::start_redis_on(bin, port, cpus),
+            Some(Spawner::Memcached { binary, max_value }) => {
+                procs::start_memcached_on(binary, port, *max_value, cpus)
+            }
+            None => return Err("ncbench did not start these backends".into()),
+        };
+        r.map(|(g, _)| g).map_err(|e| e.to_string())
+    }
+
+    /// Puts every backend back after a cell with events: continues stopped
+    /// ones and starts killed ones again. Returns the indices restarted
+    /// (their data is gone) and what could not be restored.
+    pub fn restore(&self) -> (Vec<usize>, Vec<String>) {
+        let mut restarted = Vec::new();
+        let mut problems = Vec::new();
+        let n = self.slots().len();
+        for i in 0..n {
+            let (down, stopped) = {
+                let s = &self.slots()[i];
+                (s.child.is_none(), s.stopped)
+            };
+            let r = if down {
+                restarted.push(i);
+                self.act(i, EventAction::Restart)
+            } else if stopped {
+                self.act(i, EventAction::Continue)
+            } else {
+                Ok(())
+            };
+            if let Err(e) = r {
+                problems.push(format!("backend {i}: {e}"));
+            }
+        }
+        (restarted, problems)
+    }
+
+    /// `redis-server :6379 (pid 12)` for event records.
+    pub fn describe(&self, i: usize) -> String {
+        let slots = self.slots();
+        match slots.get(i).and_then(|s| s.child.as_ref()) {
+            Some(g) => format!("{} (pid {})", g.name, g.pid()),
+            None => format!("backend {i} (down)"),
+        }
+    }
 }
 
 impl std::fmt::Debug for Backends {
@@ -77,7 +227,9 @@ pub fn start_backends(
                 version: None,
                 owned: false,
                 cpus_observed: Vec::new(),
-                _redis: Vec::new(),
+                children: Mutex::new(Vec::new()),
+                spawner: None,
+                cpus: None,
                 _embedded: None,
             });
         }
@@ -123,7 +275,9 @@ pub fn start_backends(
                 .iter()
                 .map(|g| (g.name.clone(), g.cpus_allowed()))
                 .collect(),
-            _redis: guards,
+            children: slots(guards),
+            spawner: Some(Spawner::Redis(bin)),
+            cpus: cpus.cloned(),
             _embedded: None,
         })
     } else {
@@ -135,7 +289,9 @@ pub fn start_backends(
             version: Some("ncbench embedded RESP backend".into()),
             owned: true,
             cpus_observed: vec![("embedded backend".into(), e.cpus_allowed.clone())],
-            _redis: Vec::new(),
+            children: Mutex::new(Vec::new()),
+            spawner: None,
+            cpus: None,
             _embedded: Some(e),
         })
     }
@@ -171,7 +327,12 @@ fn start_memcached(
             .iter()
             .map(|g| (g.name.clone(), g.cpus_allowed()))
             .collect(),
-        _redis: guards,
+        children: slots(guards),
+        spawner: Some(Spawner::Memcached {
+            binary: bin,
+            max_value,
+        }),
+        cpus: cpus.cloned(),
         _embedded: None,
     })
 }
@@ -226,7 +387,45 @@ pub struct RunningTarget {
     pub pid: Option<u32>,
     /// (process or thread, its `Cpus_allowed_list`) for the proxy ncbench started.
     pub cpus_observed: Vec<(String, String)>,
+    /// Where the proxy's syscall counters are.
+    pub io: IoSource,
+    /// What a reload needs (proxies ncbench started).
+    reload: Option<ReloadPlan>,
     guard: Guard,
+}
+
+/// Where a target's syscalls can be read.
+#[derive(Debug, Clone, PartialEq)]
+pub enum IoSource {
+    /// No proxy process (direct) or not ours (external).
+    None,
+    /// A child process: `/proc/<pid>/io`.
+    Process(u32),
+    /// Threads of this process (in-process ncproxy): `/proc/self/task/<tid>/io`.
+    Threads(Vec<u32>),
+}
+
+impl IoSource {
+    pub fn read(&self) -> Option<IoCount> {
+        match self {
+            IoSource::None => None,
+            IoSource::Process(pid) => procs::io_of_process(*pid),
+            IoSource::Threads(t) => procs::io_of_threads(t),
+        }
+    }
+}
+
+/// The inputs of a proxy's generated config, kept to write a changed one.
+#[derive(Debug, Clone)]
+struct ReloadPlan {
+    kind: TargetKind,
+    listen: SocketAddr,
+    proxy: ProxySection,
+    protocol: Protocol,
+    backends: Vec<SocketAddr>,
+    knobs: Option<Knobs>,
+    /// The binary's `-c` file (None in-process).
+    conf: Option<PathBuf>,
 }
 
 impl std::fmt::Debug for RunningTarget {
@@ -239,6 +438,41 @@ impl std::fmt::Debug for RunningTarget {
 }
 
 impl RunningTarget {
+    /// Reloads the proxy with `change` applied to its pool; returns the
+    /// outcome for the event record (`ok`, `failed: ...`, `not supported: ...`).
+    pub fn reload(&self, change: &ProxyChange) -> String {
+        let Some(plan) = &self.reload else {
+            return "not supported: this target is not a proxy ncbench started".into();
+        };
+        if plan.kind == TargetKind::Nutcracker {
+            return "not supported: nutcracker does not reload its config (SIGUSR1 is a no-op there)"
+                .into();
+        }
+        let proxy = change.apply(&plan.proxy);
+        let knobs = plan.knobs.map(|k| Knobs {
+            send_mode: change.send_mode.unwrap_or(k.send_mode),
+            iov_max: change.iov_max.unwrap_or(k.iov_max),
+            send_limit: change.send_limit.unwrap_or(k.send_limit),
+        });
+        let yaml = proxy_yaml(plan.listen, &proxy, plan.protocol, &plan.backends, knobs);
+        match (&self.guard, &plan.conf, self.pid) {
+            (Guard::InProc(p), _, _) => match p.reload(&yaml) {
+                Ok(()) => "ok".into(),
+                Err(e) => format!("failed: {e}"),
+            },
+            (Guard::Child { .. }, Some(conf), Some(pid)) => {
+                if let Err(e) = std::fs::write(conf, yaml) {
+                    return format!("failed: cannot write {}: {e}", conf.display());
+                }
+                match procs::signal(pid, nix::sys::signal::Signal::SIGUSR1) {
+                    Ok(()) => "ok (config rewritten, SIGUSR1 sent)".into(),
+                    Err(e) => format!("failed: SIGUSR1 to pid {pid}: {e}"),
+                }
+            }
+            _ => "not supported: no way to reload this target".into(),
+        }
+    }
+
     /// Stops the target (also done on drop).
     pub fn stop(mut self) {
         if let Guard::InProc(p) = std::mem::replace(&mut self.guard, Guard::None) {
@@ -327,6 +561,8 @@ pub fn start_target(
             how: format!("{} backends directly", backends.kind),
             pid: None,
             cpus_observed: Vec::new(),
+            io: IoSource::None,
+            reload: None,
             guard: Guard::None,
         }),
         TargetKind::External => {
@@ -341,6 +577,8 @@ pub fn start_target(
                 how: format!("external {addr}"),
                 pid: None,
                 cpus_observed: Vec::new(),
+                io: IoSource::None,
+                reload: None,
                 guard: Guard::None,
             })
         }
@@ -358,14 +596,25 @@ pub fn start_target(
             let listen: SocketAddr = ([127, 0, 0, 1], procs::free_port()?).into();
             // nutcracker has no send-path knobs: it always batches up to 128 iovecs.
             let yaml = proxy_yaml(listen, proxy, backends.protocol, &backends.addrs, None);
-            let (g, stats) = procs::start_proxy_binary(&bin, &yaml, listen, &[], workdir, cpus)?;
+            let child = procs::start_proxy_binary(&bin, &yaml, listen, &[], workdir, cpus)?;
+            let g = child.guard;
             let version = procs::version_of(&bin, "-V").unwrap_or_else(|| "nutcracker".into());
             Ok(RunningTarget {
                 addrs: vec![listen],
-                stats: Some(stats),
+                stats: Some(child.stats),
                 how: format!("{version} (pid {})", g.pid()),
                 pid: Some(g.pid()),
                 cpus_observed: vec![(g.name.clone(), g.cpus_allowed())],
+                io: IoSource::Process(g.pid()),
+                reload: Some(ReloadPlan {
+                    kind: spec.kind,
+                    listen,
+                    proxy: proxy.clone(),
+                    protocol: backends.protocol,
+                    backends: backends.addrs.clone(),
+                    knobs: None,
+                    conf: Some(child.conf),
+                }),
                 guard: Guard::Child { _guard: g },
             })
         }
@@ -378,8 +627,20 @@ pub fn start_target(
                 0 => format!("{workers} worker(s)"),
                 us => format!("{workers} worker(s), busy-poll {us} us"),
             };
+            let plan = ReloadPlan {
+                kind: spec.kind,
+                listen,
+                proxy: proxy.clone(),
+                protocol: backends.protocol,
+                backends: backends.addrs.clone(),
+                knobs,
+                conf: None,
+            };
             if spec.kind == TargetKind::Ncproxy {
-                if let Some(r) = crate::inproc::start(&yaml, listen, workers, busy_poll_us, cpus) {
+                let log = workdir.join("ncproxy-inproc.log");
+                if let Some(r) =
+                    crate::inproc::start(&yaml, listen, workers, busy_poll_us, cpus, &log)
+                {
                     let p = r.map_err(refused_memcache)?;
                     let name = format!("ncproxy in-process :{}", listen.port());
                     return Ok(RunningTarget {
@@ -390,8 +651,10 @@ pub fn start_target(
                         cpus_observed: p
                             .threads_cpus
                             .iter()
-                            .map(|(_, cpus)| (name.clone(), cpus.clone()))
+                            .map(|(_, _, cpus)| (name.clone(), cpus.clone()))
                             .collect(),
+                        io: IoSource::Threads(p.threads_cpus.iter().map(|t| t.0).collect()),
+                        reload: Some(plan),
                         guard: Guard::InProc(Box::new(p)),
                     });
                 }
@@ -406,11 +669,12 @@ pub fn start_target(
             if busy_poll_us > 0 {
                 extra.extend(["--busy-poll".to_string(), busy_poll_us.to_string()]);
             }
-            let (g, stats) = procs::start_proxy_binary(&bin, &yaml, listen, &extra, workdir, cpus)
+            let child = procs::start_proxy_binary(&bin, &yaml, listen, &extra, workdir, cpus)
                 .map_err(refused_memcache)?;
+            let g = child.guard;
             Ok(RunningTarget {
                 addrs: vec![listen],
-                stats: Some(stats),
+                stats: Some(child.stats),
                 how: format!(
                     "ncproxy binary {} ({settings}, pid {})",
                     bin.display(),
@@ -418,6 +682,11 @@ pub fn start_target(
                 ),
                 pid: Some(g.pid()),
                 cpus_observed: vec![(g.name.clone(), g.cpus_allowed())],
+                io: IoSource::Process(g.pid()),
+                reload: Some(ReloadPlan {
+                    conf: Some(child.conf),
+                    ..plan
+                }),
                 guard: Guard::Child { _guard: g },
             })
         }
