@@ -162,9 +162,27 @@ pub struct Session {
     pub started_at: u64,
     /// Distinct `Cpus_allowed_list`s seen per process or thread role, for the report.
     cpus_observed: Mutex<BTreeMap<String, BTreeSet<String>>>,
+    /// Each key's Redis Cluster slots, value key and counter key (for
+    /// `direct` to a cluster), made once.
+    key_slots: std::sync::OnceLock<Arc<Vec<(u16, u16)>>>,
 }
 
 impl Session {
+    /// Each key's Redis Cluster slots: its value key's and its counter key's.
+    fn key_slots(&self) -> Arc<Vec<(u16, u16)>> {
+        self.key_slots
+            .get_or_init(|| {
+                let ks = &self.keyspace;
+                let slot = nc_hashkit::cluster_key_slot;
+                Arc::new(
+                    (0..ks.keys as u32)
+                        .map(|k| (slot(&ks.key(k)), slot(&ks.counter_key(k))))
+                        .collect(),
+                )
+            })
+            .clone()
+    }
+
     /// Records where processes or threads were allowed to run: (name, cpu list).
     fn observe<'a>(&self, seen: impl IntoIterator<Item = (&'a str, &'a str)>) {
         let mut map = self.cpus_observed.lock().unwrap();
@@ -297,7 +315,17 @@ impl Session {
         let keyspace = Keyspace::new(&cfg.workload);
         if cfg.run.preload {
             let t = Instant::now();
-            let n = loader::preload(&backends.addrs, &keyspace, &cfg.workload, backends.owned)?;
+            let n = match backends.is_cluster() {
+                true => loader::preload_cluster(
+                    &backends.addrs,
+                    &keyspace,
+                    &cfg.workload,
+                    backends.owned,
+                )?,
+                false => {
+                    loader::preload(&backends.addrs, &keyspace, &cfg.workload, backends.owned)?
+                }
+            };
             progress.note(&format!(
                 "preloaded {n} keys in {:.1}s",
                 t.elapsed().as_secs_f64()
@@ -325,6 +353,7 @@ impl Session {
             workdir,
             started_at,
             cpus_observed: Mutex::default(),
+            key_slots: std::sync::OnceLock::new(),
         };
         session.observe(
             session
@@ -382,6 +411,10 @@ impl Session {
             seed: cfg.workload.seed,
             cpus: generator,
             interval,
+            route: target.slot_owners.as_ref().map(|owners| driver::SlotRoute {
+                owners: owners.clone(),
+                key_slots: self.key_slots(),
+            }),
         };
         let h = driver::start(spec)?;
         let sample = |h: &driver::DriveHandle| Sample {
@@ -483,7 +516,7 @@ impl Session {
     /// Every backend's own counters now (None for one that does not answer).
     fn shard_counters(&self) -> Vec<Option<shards::Counters>> {
         match self.backends.kind {
-            "redis-server" | "memcached" | "external" => {
+            "redis-server" | "memcached" | "external" | "redis-cluster" => {
                 shards::read_all(&self.backends.addrs, self.backends.protocol)
             }
             // The embedded backend keeps no INFO counters.
@@ -499,6 +532,15 @@ impl Session {
                 let who = self.backends.describe(i as usize);
                 match self.backends.act(i as usize, a) {
                     Ok(()) => format!("ok ({who})"),
+                    Err(why) => format!("failed: {why}"),
+                }
+            }
+            (a, Some(i)) if a.needs_cluster() => {
+                match self
+                    .backends
+                    .cluster_act(a, i as usize, e.to.map(|t| t as usize), e.slots)
+                {
+                    Ok(what) => format!("ok ({what})"),
                     Err(why) => format!("failed: {why}"),
                 }
             }
@@ -654,12 +696,20 @@ pub fn run(cfg: &BenchConfig, progress: &dyn Progress) -> Result<RunOutput> {
     let verify = if cfg.run.verify {
         let missing_is_failure =
             cfg.run.preload && cfg.workload.mix.del == 0 && !loses_data(&cfg.events);
-        let v = loader::verify(
-            &session.backends.addrs,
-            &session.keyspace,
-            10_000,
-            missing_is_failure,
-        )?;
+        let v = match session.backends.cluster_map() {
+            Some(map) => loader::verify_cluster(
+                &map.map_err(BenchError::setup)?.0,
+                &session.keyspace,
+                10_000,
+                missing_is_failure,
+            )?,
+            None => loader::verify(
+                &session.backends.addrs,
+                &session.keyspace,
+                10_000,
+                missing_is_failure,
+            )?,
+        };
         progress.note(&format!(
             "verified {} keys with {}: {} bad, {} missing",
             v.checked,

@@ -243,6 +243,9 @@ pub enum BackendKind {
     Memcached,
     Embedded,
     External,
+    /// A local Redis Cluster: `count` masters with `cluster_replicas`
+    /// replicas each (redis-server in cluster mode, joined by redis-cli).
+    Cluster,
 }
 
 impl BackendKind {
@@ -253,6 +256,7 @@ impl BackendKind {
             BackendKind::Memcached => "memcached",
             BackendKind::Embedded => "embedded",
             BackendKind::External => "external",
+            BackendKind::Cluster => "cluster",
         }
     }
 }
@@ -298,6 +302,20 @@ pub struct BackendsSection {
         skip_serializing_if = "is_default_memcached"
     )]
     pub memcached: String,
+    /// Replicas per master when `kind = "cluster"`.
+    #[serde(
+        default = "default_cluster_replicas",
+        skip_serializing_if = "is_default_cluster_replicas"
+    )]
+    pub cluster_replicas: u32,
+}
+
+fn default_cluster_replicas() -> u32 {
+    1
+}
+
+fn is_default_cluster_replicas(n: &u32) -> bool {
+    *n == default_cluster_replicas()
 }
 
 fn default_backend_kind() -> BackendKind {
@@ -312,6 +330,7 @@ impl Default for BackendsSection {
             addresses: Vec::new(),
             redis_server: default_redis_server(),
             memcached: default_memcached(),
+            cluster_replicas: default_cluster_replicas(),
         }
     }
 }
@@ -1126,6 +1145,32 @@ impl BenchConfig {
             if !(1..=64).contains(&b.count) {
                 return Err(self.err("backends.count", "must be between 1 and 64"));
             }
+            if b.kind == BackendKind::Cluster {
+                if !(3..=16).contains(&b.count) {
+                    return Err(self.err(
+                        "backends.count",
+                        "kind = \"cluster\" needs 3 to 16 masters (Redis Cluster needs at least 3)",
+                    ));
+                }
+                if b.cluster_replicas > 2 {
+                    return Err(self.err("backends.cluster_replicas", "must be 0, 1 or 2"));
+                }
+            } else if b.cluster_replicas != default_cluster_replicas() {
+                return Err(self.err(
+                    "backends.cluster_replicas",
+                    "only used with kind = \"cluster\"",
+                ));
+            }
+        }
+
+        if self.backends.kind == BackendKind::Cluster
+            && self.workload.mix.mget > 0
+            && self.targets.iter().any(|t| t.kind == TargetKind::Direct)
+        {
+            return Err(self.err(
+                "workload.mix.mget",
+                "a direct target cannot send a cross-slot MGET to a Redis Cluster: drop mix.mget or the direct target",
+            ));
         }
 
         // proxy
@@ -1482,13 +1527,59 @@ impl BenchConfig {
                     ),
                 ));
             }
-            if e.action.needs_cluster() {
-                return Err(self.err(
-                    format!("{key}.action"),
-                    format!(
-                        "`{}` needs a Redis Cluster backend, which ncbench does not start yet (it arrives with cluster support)",
+            let cluster = self.backends.kind == BackendKind::Cluster;
+            if e.action.needs_cluster() != cluster && e.action != EventAction::Reload {
+                let problem = match cluster {
+                    false => format!("`{}` needs backends.kind = \"cluster\"", e.action),
+                    true => format!(
+                        "`{}` is not supported on a cluster backend (use `failover` or `reshard`)",
                         e.action
                     ),
+                };
+                return Err(self.err(format!("{key}.action"), problem));
+            }
+            if e.action.needs_cluster() {
+                let masters = self.backends.count;
+                let Some(b) = e.backend else {
+                    return Err(self.err(
+                        format!("{key}.backend"),
+                        format!("`{}` needs backend = N (a master, 0-based)", e.action),
+                    ));
+                };
+                if b >= masters {
+                    return Err(self.err(
+                        format!("{key}.backend"),
+                        format!("master {b} does not exist (backends.count = {masters})"),
+                    ));
+                }
+                if e.action == EventAction::Failover && self.backends.cluster_replicas == 0 {
+                    return Err(self.err(
+                        format!("{key}.action"),
+                        "`failover` needs backends.cluster_replicas >= 1",
+                    ));
+                }
+                if e.action == EventAction::Reshard {
+                    match (e.to, e.slots) {
+                        (Some(to), Some(n))
+                            if to < masters && to != b && (1..=16384).contains(&n) => {}
+                        (Some(_), Some(_)) => {
+                            return Err(self.err(
+                                format!("{key}.to"),
+                                "`reshard` needs to = another master and slots = 1..16384",
+                            ))
+                        }
+                        _ => {
+                            return Err(self.err(
+                                format!("{key}.slots"),
+                                "`reshard` needs to = M (the master that gets them) and slots = N",
+                            ))
+                        }
+                    }
+                }
+            } else if e.to.is_some() || e.slots.is_some() {
+                return Err(self.err(
+                    format!("{key}.to"),
+                    "to and slots are only used with action = \"reshard\"",
                 ));
             }
             if e.action.on_backend() {
@@ -1584,7 +1675,10 @@ impl BenchConfig {
                 }
             }
             Protocol::Memcache => {
-                if matches!(kind, BackendKind::Redis | BackendKind::Embedded) {
+                if matches!(
+                    kind,
+                    BackendKind::Redis | BackendKind::Embedded | BackendKind::Cluster
+                ) {
                     return Err(self.err(
                         "backends.kind",
                         format!(
@@ -1929,12 +2023,12 @@ mod tests {
             (
                 "at = \"1s\"\naction = \"reshard\"",
                 "event[0].action",
-                "needs a Redis Cluster backend",
+                "needs backends.kind = \"cluster\"",
             ),
             (
                 "at = \"1s\"\naction = \"failover\"",
                 "event[0].action",
-                "needs a Redis Cluster backend",
+                "needs backends.kind = \"cluster\"",
             ),
             (
                 "at = \"1s\"\naction = \"explode\"",
@@ -1974,5 +2068,59 @@ mod tests {
         assert_eq!(parse_host_port("[::1]:80"), Some(("::1".into(), 80)));
         assert_eq!(parse_host_port("localhost"), None);
         assert_eq!(parse_host_port("a:0"), None);
+    }
+
+    #[test]
+    fn cluster_backends() {
+        let ok = |extra: &str| {
+            from_toml_str(
+                &format!("[[target]]\nkind = \"ncproxy\"\n[backends]\nkind = \"cluster\"\ncount = 3\n{extra}"),
+                "t.toml",
+            )
+        };
+        let c = ok("[workload.mix]\nget = 1\nset = 1\nmget = 1\n").expect("a cluster config");
+        assert_eq!(c.backends.kind, BackendKind::Cluster);
+        assert_eq!(c.backends.cluster_replicas, 1);
+        let events =
+            "[[event]]\nat = \"1s\"\naction = \"reshard\"\nbackend = 0\nto = 1\nslots = 100\n\
+                      [[event]]\nat = \"2s\"\naction = \"failover\"\nbackend = 2\n";
+        assert!(ok(events).is_ok(), "{:?}", ok(events).err());
+        for (text, expected) in [
+            (
+                "[[target]]\nkind = \"ncproxy\"\n[backends]\nkind = \"cluster\"\ncount = 2\n",
+                "t.toml: backends.count: kind = \"cluster\" needs 3 to 16 masters",
+            ),
+            (
+                "[[target]]\nkind = \"ncproxy\"\n[backends]\ncluster_replicas = 2\n",
+                "t.toml: backends.cluster_replicas: only used with kind = \"cluster\"",
+            ),
+            (
+                "[[target]]\nkind = \"direct\"\n[backends]\nkind = \"cluster\"\ncount = 3\n[workload.mix]\nget = 1\nmget = 1\n",
+                "t.toml: workload.mix.mget: a direct target cannot send a cross-slot MGET",
+            ),
+            (
+                "[[target]]\nkind = \"ncproxy\"\n[backends]\nkind = \"cluster\"\ncount = 3\n[[event]]\nat = \"1s\"\naction = \"kill\"\nbackend = 0\n",
+                "t.toml: event[0].action: `kill` is not supported on a cluster backend",
+            ),
+            (
+                "[[target]]\nkind = \"ncproxy\"\n[backends]\nkind = \"redis\"\n[[event]]\nat = \"1s\"\naction = \"failover\"\nbackend = 0\n",
+                "t.toml: event[0].action: `failover` needs backends.kind = \"cluster\"",
+            ),
+            (
+                "[[target]]\nkind = \"ncproxy\"\n[backends]\nkind = \"cluster\"\ncount = 3\n[[event]]\nat = \"1s\"\naction = \"reshard\"\nbackend = 0\n",
+                "t.toml: event[0].slots: `reshard` needs to = M",
+            ),
+            (
+                "[[target]]\nkind = \"ncproxy\"\n[backends]\nkind = \"cluster\"\ncount = 3\n[[event]]\nat = \"1s\"\naction = \"reshard\"\nbackend = 0\nto = 0\nslots = 5\n",
+                "t.toml: event[0].to: `reshard` needs to = another master",
+            ),
+            (
+                "[[target]]\nkind = \"ncproxy\"\n[backends]\nkind = \"cluster\"\ncount = 3\ncluster_replicas = 0\n[[event]]\nat = \"1s\"\naction = \"failover\"\nbackend = 1\n",
+                "t.toml: event[0].action: `failover` needs backends.cluster_replicas >= 1",
+            ),
+        ] {
+            let e = err(text);
+            assert!(e.starts_with(expected), "{e}\nexpected: {expected}");
+        }
     }
 }

@@ -69,6 +69,19 @@ pub struct DriveSpec {
     pub cpus: Option<CpuList>,
     /// Length of one interval of the time series.
     pub interval: Duration,
+    /// `direct` to a Redis Cluster: route by slot (connection c talks to
+    /// `addrs[c % addrs.len()]` and sends only keys of that master's slots).
+    pub route: Option<SlotRoute>,
+}
+
+/// How a cluster-aware `direct` load routes keys by slot.
+#[derive(Debug, Clone)]
+pub struct SlotRoute {
+    /// Per slot: the index in `DriveSpec::addrs` of its master.
+    pub owners: Arc<Vec<u16>>,
+    /// Per key of the keyspace: the slot of its value key and of its
+    /// counter key.
+    pub key_slots: Arc<Vec<(u16, u16)>>,
 }
 
 /// Default driver threads: one per generator CPU when the generator is pinned,
@@ -299,13 +312,21 @@ pub fn start(spec: DriveSpec) -> Result<DriveHandle> {
                                 None
                             },
                         };
-                        let gen = Generator::new(
+                        let mut gen = Generator::new(
                             spec.keyspace.clone(),
                             &spec.workload,
                             spec.seed,
                             c as u32,
                             spec.connections,
                         );
+                        if let Some(route) = &spec.route {
+                            let node = (c % spec.addrs.len()) as u16;
+                            let mine = |slot: u16| route.owners[usize::from(slot)] == node;
+                            gen.only_keys(
+                                Arc::new(route.key_slots.iter().map(|s| mine(s.0)).collect()),
+                                Arc::new(route.key_slots.iter().map(|s| mine(s.1)).collect()),
+                            );
+                        }
                         let conn = Conn {
                             addr: spec.addrs[c % spec.addrs.len()],
                             plan,

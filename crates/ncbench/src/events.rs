@@ -9,9 +9,11 @@
 //! (`proxy = { ... }`): the ncproxy binary gets its rewritten config file and
 //! SIGUSR1, in-process ncproxy the same config through `reload`. nutcracker
 //! cannot reload (SIGUSR1 is a no-op there), which the record says.
-//! `reshard` and `failover` are cluster topology changes: they are part of
-//! the action set so configs and results keep their shape, and they are
-//! refused at validation until ncbench has a Redis Cluster backend.
+//! With `[backends] kind = "cluster"`, the actions are the cluster's own
+//! topology changes instead: `reshard` moves `slots` slots from master
+//! `backend` to master `to` (redis-cli --cluster reshard) and `failover`
+//! makes master `backend`'s replica take over (CLUSTER FAILOVER on the
+//! replica). They are not undone after the cell.
 //!
 //! After every cell, backends are put back: stopped ones continued, killed
 //! ones started again and their keys written again, so the next cell starts
@@ -140,14 +142,26 @@ pub struct EventSpec {
     /// What a `reload` changes in the pool.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub proxy: Option<ProxyChange>,
+    /// `reshard`: the master (0-based) that gets the slots.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to: Option<u32>,
+    /// `reshard`: how many slots move.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slots: Option<u32>,
 }
 
 impl EventSpec {
     /// Short name for tables and timelines: `kill backend 0`, `reload proxy`.
     pub fn label(&self) -> String {
-        match self.backend {
-            Some(b) if self.action.on_backend() => format!("{} backend {b}", self.action),
-            _ => format!("{} proxy", self.action),
+        match (self.action, self.backend) {
+            (EventAction::Reshard, Some(b)) => format!(
+                "reshard {} slots from master {b} to master {}",
+                self.slots.unwrap_or(0),
+                self.to.unwrap_or(0)
+            ),
+            (EventAction::Failover, Some(b)) => format!("failover of master {b}"),
+            (a, Some(b)) if a.on_backend() => format!("{a} backend {b}"),
+            (a, _) => format!("{a} proxy"),
         }
     }
 }
@@ -193,6 +207,8 @@ mod tests {
             action: EventAction::Kill,
             backend: Some(1),
             proxy: None,
+            to: None,
+            slots: None,
         };
         assert_eq!(e.label(), "kill backend 1");
     }

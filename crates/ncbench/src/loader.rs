@@ -59,16 +59,11 @@ pub fn preload(addrs: &[SocketAddr], ks: &Keyspace, w: &Workload, flush: bool) -
     for &addr in addrs {
         let mut con = connect(addr)?;
         if flush {
-            redis::cmd("FLUSHALL")
-                .query::<()>(&mut con)
-                .map_err(|e| BenchError::setup(format!("FLUSHALL on {addr}: {e}")))?;
+            flushall(&mut con, addr)?;
         }
-        let n = ks.keys as u32;
-        let mut start = 0u32;
-        while start < n {
-            let end = start.saturating_add(CHUNK).min(n);
+        for keys in chunks(ks.keys as u32) {
             let mut pipe = redis::pipe();
-            for k in start..end {
+            for k in keys.clone() {
                 pipe.cmd("SET")
                     .arg(ks.key(k))
                     .arg(ks.value(k, LOADER_NONCE, value_len(ks, w.seed, k)))
@@ -76,11 +71,24 @@ pub fn preload(addrs: &[SocketAddr], ks: &Keyspace, w: &Workload, flush: bool) -
             }
             pipe.query::<()>(&mut con)
                 .map_err(|e| BenchError::setup(format!("preloading {addr}: {e}")))?;
-            written += (end - start) as u64;
-            start = end;
+            written += keys.len() as u64;
         }
     }
     Ok(written)
+}
+
+/// FLUSHALL on one server.
+fn flushall(con: &mut redis::Connection, addr: SocketAddr) -> Result<()> {
+    redis::cmd("FLUSHALL")
+        .query::<()>(con)
+        .map_err(|e| BenchError::setup(format!("FLUSHALL on {addr}: {e}")))
+}
+
+/// Key indices `0..n` in pipelines of `CHUNK`.
+fn chunks(n: u32) -> impl Iterator<Item = std::ops::Range<u32>> {
+    (0..n)
+        .step_by(CHUNK as usize)
+        .map(move |start| start..start.saturating_add(CHUNK).min(n))
 }
 
 /// What reading the data back found.
@@ -100,6 +108,80 @@ impl VerifyResult {
     pub fn ok(&self) -> bool {
         self.bad == 0 && !(self.missing_is_failure && self.missing > 0)
     }
+}
+
+/// A cluster-aware connection (the redis crate's own cluster client, so
+/// placement is checked by code that shares nothing with ncbench's routing).
+fn cluster_connection(seeds: &[SocketAddr]) -> Result<redis::cluster::ClusterConnection> {
+    let nodes: Vec<String> = seeds.iter().map(|a| format!("redis://{a}/")).collect();
+    redis::cluster::ClusterClient::new(nodes)
+        .and_then(|c| c.get_connection())
+        .map_err(|e| BenchError::setup(format!("cluster client for {seeds:?}: {e}")))
+}
+
+/// Writes every key once into a Redis Cluster whose masters are `masters`
+/// (each key on the master of its slot); `flush` empties the masters first.
+pub fn preload_cluster(
+    masters: &[SocketAddr],
+    ks: &Keyspace,
+    w: &Workload,
+    flush: bool,
+) -> Result<u64> {
+    if flush {
+        for &addr in masters {
+            flushall(&mut connect(addr)?, addr)?;
+        }
+    }
+    let mut con = cluster_connection(masters)?;
+    for keys in chunks(ks.keys as u32) {
+        let mut pipe = redis::cluster::cluster_pipe();
+        for k in keys {
+            pipe.cmd("SET")
+                .arg(ks.key(k))
+                .arg(ks.value(k, LOADER_NONCE, value_len(ks, w.seed, k)))
+                .ignore();
+        }
+        pipe.query::<()>(&mut con)
+            .map_err(|e| BenchError::setup(format!("preloading the cluster: {e}")))?;
+    }
+    Ok(ks.keys)
+}
+
+/// Like [`verify`], for a Redis Cluster: each key is read from the master
+/// of its slot, by the redis crate's cluster client.
+pub fn verify_cluster(
+    masters: &[SocketAddr],
+    ks: &Keyspace,
+    sample: u64,
+    missing_is_failure: bool,
+) -> Result<VerifyResult> {
+    let mut r = VerifyResult {
+        missing_is_failure,
+        ..VerifyResult::default()
+    };
+    let mut con = cluster_connection(masters)?;
+    let stride = (ks.keys / sample.max(1)).max(1);
+    let keys: Vec<u32> = (0..ks.keys)
+        .step_by(stride as usize)
+        .map(|k| k as u32)
+        .collect();
+    let label = masters
+        .first()
+        .copied()
+        .unwrap_or(([127, 0, 0, 1], 0).into());
+    for chunk in keys.chunks(CHUNK as usize) {
+        let mut pipe = redis::cluster::cluster_pipe();
+        for &k in chunk {
+            pipe.cmd("GET").arg(ks.key(k));
+        }
+        let vals: Vec<Option<Vec<u8>>> = pipe
+            .query(&mut con)
+            .map_err(|e| BenchError::setup(format!("verifying the cluster: {e}")))?;
+        for (&k, v) in chunk.iter().zip(vals) {
+            r.record(label, ks, k, v);
+        }
+    }
+    Ok(r)
 }
 
 /// Reads up to `sample` keys (evenly spaced) from every backend and checks them.

@@ -46,7 +46,13 @@ pub struct Backends {
     spawner: Option<Spawner>,
     cpus: Option<CpuList>,
     _embedded: Option<EmbeddedBackends>,
+    /// `kind = "cluster"`: the local Redis Cluster (`addrs` are its masters
+    /// at start, in port order).
+    cluster: Option<Mutex<nc_harness::RedisCluster>>,
 }
+
+/// A cluster's masters now and, per slot, the index of its master there.
+pub type ClusterMap = (Vec<SocketAddr>, Vec<u16>);
 
 /// One backend child: None while killed.
 struct BackendSlot {
@@ -73,6 +79,104 @@ fn slots(guards: Vec<ChildGuard>) -> Mutex<Vec<BackendSlot>> {
 }
 
 impl Backends {
+    /// Whether the backends are a Redis Cluster.
+    pub fn is_cluster(&self) -> bool {
+        self.cluster.is_some()
+    }
+
+    fn cluster(&self) -> Option<std::sync::MutexGuard<'_, nc_harness::RedisCluster>> {
+        self.cluster
+            .as_ref()
+            .map(|c| c.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    /// The cluster's masters now (they change with `failover` events), and
+    /// for each slot the index of its master in that list.
+    pub fn cluster_map(&self) -> Option<std::result::Result<ClusterMap, String>> {
+        let cluster = self.cluster()?;
+        let map = || -> std::io::Result<ClusterMap> {
+            let mut masters = cluster.masters()?;
+            masters.sort_unstable();
+            let mut owners = vec![u16::MAX; nc_hashkit::CLUSTER_SLOTS];
+            for (i, &port) in masters.iter().enumerate() {
+                for (lo, hi) in cluster.slots_of(port)? {
+                    for slot in lo..=hi {
+                        owners[usize::from(slot)] = i as u16;
+                    }
+                }
+            }
+            let addrs = masters
+                .iter()
+                .map(|&p| SocketAddr::from(([127, 0, 0, 1], p)))
+                .collect();
+            Ok((addrs, owners))
+        };
+        Some(map().map_err(|e| format!("reading the cluster's slot map: {e}")))
+    }
+
+    /// Runs a cluster event: `reshard` moves `slots` slots from master
+    /// `from` to master `to` (indices into the masters at start), `failover`
+    /// makes master `from`'s replica take over. Returns what happened.
+    pub fn cluster_act(
+        &self,
+        action: EventAction,
+        from: usize,
+        to: Option<usize>,
+        slots: Option<u32>,
+    ) -> std::result::Result<String, String> {
+        let Some(cluster) = self.cluster() else {
+            return Err("the backends are not a cluster".into());
+        };
+        let port = |i: usize| {
+            self.addrs
+                .get(i)
+                .map(SocketAddr::port)
+                .ok_or_else(|| format!("master {i} does not exist"))
+        };
+        let source = port(from)?;
+        match action {
+            EventAction::Reshard => {
+                let target = port(to.unwrap_or(usize::MAX))?;
+                let n = slots.unwrap_or(0) as usize;
+                cluster
+                    .reshard(source, target, n)
+                    .map_err(|e| e.to_string())?;
+                Ok(format!("{n} slots moved from :{source} to :{target}"))
+            }
+            EventAction::Failover => {
+                let replica = cluster
+                    .replica_of(source)
+                    .map_err(|e| e.to_string())?
+                    .ok_or_else(|| format!("master :{source} has no replica"))?;
+                let reply = cluster
+                    .cmd(replica, &[b"CLUSTER", b"FAILOVER"])
+                    .map_err(|e| e.to_string())?;
+                if reply != b"+OK\r\n" {
+                    return Err(format!(
+                        "CLUSTER FAILOVER on :{replica}: {}",
+                        String::from_utf8_lossy(&reply).trim_end()
+                    ));
+                }
+                let until = std::time::Instant::now() + std::time::Duration::from_secs(30);
+                while !cluster
+                    .masters()
+                    .map_err(|e| e.to_string())?
+                    .contains(&replica)
+                {
+                    if std::time::Instant::now() >= until {
+                        return Err(format!(":{replica} did not take over within 30 s"));
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                cluster
+                    .wait_healthy(std::time::Duration::from_secs(30))
+                    .map_err(|e| e.to_string())?;
+                Ok(format!(":{replica} took over from :{source}"))
+            }
+            other => Err(format!("`{other}` is not a cluster action")),
+        }
+    }
+
     fn slots(&self) -> std::sync::MutexGuard<'_, Vec<BackendSlot>> {
         self.children.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -200,6 +304,53 @@ impl std::fmt::Debug for Backends {
     }
 }
 
+/// Starts a local Redis Cluster: `count` masters with `cluster_replicas`
+/// replicas each, on free loopback ports (nc-harness's `RedisCluster`).
+fn start_cluster(cfg: &BackendsSection, protocol: Protocol) -> Result<Backends> {
+    // The harness finds redis-server itself ($REDIS_SERVER_BIN, then PATH).
+    let redis_bin = procs::which(&cfg.redis_server);
+    let cluster = nc_harness::RedisCluster::start_with(nc_harness::ClusterOptions {
+        masters: cfg.count as usize,
+        replicas_per_master: cfg.cluster_replicas as usize,
+        node_timeout_ms: 5000,
+        extra_args: Vec::new(),
+    })
+    .map_err(|e| BenchError::setup(format!("backends.kind = \"cluster\": {e}")))?;
+    let mut masters = cluster
+        .masters()
+        .map_err(|e| BenchError::setup(format!("reading the cluster's masters: {e}")))?;
+    masters.sort_unstable();
+    let version = redis_bin.as_ref().and_then(|bin| {
+        procs::version_of(bin, "--version").map(|v| {
+            v.split_whitespace()
+                .find_map(|w| w.strip_prefix("v="))
+                .map(|n| format!("redis-server {n}"))
+                .unwrap_or(v)
+        })
+    });
+    Ok(Backends {
+        addrs: masters
+            .iter()
+            .map(|&p| SocketAddr::from(([127, 0, 0, 1], p)))
+            .collect(),
+        kind: "redis-cluster",
+        protocol,
+        version: version.map(|v| {
+            format!(
+                "Redis Cluster of {} masters with {} replica(s) each ({v})",
+                cfg.count, cfg.cluster_replicas
+            )
+        }),
+        owned: true,
+        cpus_observed: Vec::new(),
+        children: Mutex::new(Vec::new()),
+        spawner: None,
+        cpus: None,
+        _embedded: None,
+        cluster: Some(Mutex::new(cluster)),
+    })
+}
+
 /// Starts (or resolves) the backends described by `[backends]`, speaking
 /// `protocol`, sized for values up to `max_value` bytes; the ones ncbench
 /// starts run on `cpus` when given.
@@ -210,6 +361,9 @@ pub fn start_backends(
     cpus: Option<&CpuList>,
 ) -> Result<Backends> {
     let count = cfg.count as usize;
+    if cfg.kind == BackendKind::Cluster {
+        return start_cluster(cfg, protocol);
+    }
     if protocol == Protocol::Memcache && cfg.kind != BackendKind::External {
         return start_memcached(cfg, max_value, cpus);
     }
@@ -231,9 +385,11 @@ pub fn start_backends(
                 spawner: None,
                 cpus: None,
                 _embedded: None,
+                cluster: None,
             });
         }
         BackendKind::Embedded => false,
+        BackendKind::Cluster => return start_cluster(cfg, protocol),
         BackendKind::Memcached => {
             return Err(BenchError::setup(
                 "backends.kind = \"memcached\" needs workload.protocol = \"memcache\"",
@@ -279,6 +435,7 @@ pub fn start_backends(
             spawner: Some(Spawner::Redis(bin)),
             cpus: cpus.cloned(),
             _embedded: None,
+            cluster: None,
         })
     } else {
         let e = embedded::start(count, cpus)?;
@@ -293,6 +450,7 @@ pub fn start_backends(
             spawner: None,
             cpus: None,
             _embedded: Some(e),
+            cluster: None,
         })
     }
 }
@@ -334,6 +492,7 @@ fn start_memcached(
         }),
         cpus: cpus.cloned(),
         _embedded: None,
+        cluster: None,
     })
 }
 
@@ -392,6 +551,9 @@ pub struct RunningTarget {
     /// What a reload needs (proxies ncbench started).
     reload: Option<ReloadPlan>,
     guard: Guard,
+    /// `direct` to a cluster: per slot, the index in `addrs` of the master
+    /// that serves it, so the load routes by slot itself.
+    pub slot_owners: Option<std::sync::Arc<Vec<u16>>>,
 }
 
 /// Where a target's syscalls can be read.
@@ -554,7 +716,44 @@ pub fn start_target(
         unavailable: true,
         error: BenchError::setup(msg),
     };
+    // A cluster: the proxies get its masters now as seeds and route by slot.
+    let cluster = match backends.cluster_map() {
+        Some(Ok(map)) => Some(map),
+        Some(Err(e)) => return Err(BenchError::setup(e).into()),
+        None => None,
+    };
+    let cluster_proxy;
+    let (proxy, pool_servers) = match &cluster {
+        Some((masters, _)) => {
+            cluster_proxy = ProxySection {
+                distribution: "redis_cluster".into(),
+                ..proxy.clone()
+            };
+            (&cluster_proxy, masters.clone())
+        }
+        None => (proxy, backends.addrs.clone()),
+    };
+    if cluster.is_some() && spec.kind == TargetKind::Nutcracker {
+        return Err(unavailable(
+            "nutcracker cannot route to a Redis Cluster (it has no redis_cluster distribution)"
+                .into(),
+        ));
+    }
     match spec.kind {
+        TargetKind::Direct if cluster.is_some() => {
+            let (masters, owners) = cluster.expect("checked");
+            Ok(RunningTarget {
+                how: format!("{} masters directly, routed by slot", masters.len()),
+                addrs: masters,
+                stats: None,
+                pid: None,
+                cpus_observed: Vec::new(),
+                io: IoSource::None,
+                reload: None,
+                guard: Guard::None,
+                slot_owners: Some(std::sync::Arc::new(owners)),
+            })
+        }
         TargetKind::Direct => Ok(RunningTarget {
             addrs: backends.addrs.clone(),
             stats: None,
@@ -564,6 +763,7 @@ pub fn start_target(
             io: IoSource::None,
             reload: None,
             guard: Guard::None,
+            slot_owners: None,
         }),
         TargetKind::External => {
             let addr = resolve(spec.address.as_deref().unwrap_or_default())?;
@@ -580,6 +780,7 @@ pub fn start_target(
                 io: IoSource::None,
                 reload: None,
                 guard: Guard::None,
+                slot_owners: None,
             })
         }
         TargetKind::Nutcracker => {
@@ -595,7 +796,7 @@ pub fn start_target(
             };
             let listen: SocketAddr = ([127, 0, 0, 1], procs::free_port()?).into();
             // nutcracker has no send-path knobs: it always batches up to 128 iovecs.
-            let yaml = proxy_yaml(listen, proxy, backends.protocol, &backends.addrs, None);
+            let yaml = proxy_yaml(listen, proxy, backends.protocol, &pool_servers, None);
             let child = procs::start_proxy_binary(&bin, &yaml, listen, &[], workdir, cpus)?;
             let g = child.guard;
             let version = procs::version_of(&bin, "-V").unwrap_or_else(|| "nutcracker".into());
@@ -611,16 +812,17 @@ pub fn start_target(
                     listen,
                     proxy: proxy.clone(),
                     protocol: backends.protocol,
-                    backends: backends.addrs.clone(),
+                    backends: pool_servers.clone(),
                     knobs: None,
                     conf: Some(child.conf),
                 }),
                 guard: Guard::Child { _guard: g },
+                slot_owners: None,
             })
         }
         TargetKind::Ncproxy | TargetKind::NcproxyBin => {
             let listen: SocketAddr = ([127, 0, 0, 1], procs::free_port()?).into();
-            let yaml = proxy_yaml(listen, proxy, backends.protocol, &backends.addrs, knobs);
+            let yaml = proxy_yaml(listen, proxy, backends.protocol, &pool_servers, knobs);
             let workers = spec.workers.unwrap_or(proxy.workers);
             let busy_poll_us = spec.busy_poll_us.unwrap_or(proxy.busy_poll_us);
             let settings = match busy_poll_us {
@@ -632,7 +834,7 @@ pub fn start_target(
                 listen,
                 proxy: proxy.clone(),
                 protocol: backends.protocol,
-                backends: backends.addrs.clone(),
+                backends: pool_servers.clone(),
                 knobs,
                 conf: None,
             };
@@ -656,6 +858,7 @@ pub fn start_target(
                         io: IoSource::Threads(p.threads_cpus.iter().map(|t| t.0).collect()),
                         reload: Some(plan),
                         guard: Guard::InProc(Box::new(p)),
+                        slot_owners: None,
                     });
                 }
             }
@@ -688,6 +891,7 @@ pub fn start_target(
                     ..plan
                 }),
                 guard: Guard::Child { _guard: g },
+                slot_owners: None,
             })
         }
     }

@@ -336,7 +336,18 @@ pub struct Generator {
     mget_keys: u32,
     nonce: u32,
     mget_hdr: Vec<u8>,
+    /// Per key: whether this connection may send its value key and its
+    /// counter key (a cluster-aware `direct` connection sends only its
+    /// master's keys).
+    allowed: Option<AllowedKeys>,
 }
+
+/// Per key: may its value key be sent, may its counter key be sent.
+type AllowedKeys = (Arc<Vec<bool>>, Arc<Vec<bool>>);
+
+/// Draws before a restricted generator takes a key it may not send anyway
+/// (only a master that owns no keys gets there).
+const MAX_DRAWS: usize = 256;
 
 #[inline]
 fn below(rng: &mut Xoshiro256PlusPlus, n: u64) -> u64 {
@@ -382,11 +393,49 @@ impl Generator {
             // High byte = connection, so values from different connections differ.
             nonce: conn.wrapping_mul(0x9E37_79B1),
             mget_hdr,
+            allowed: None,
         }
     }
 
+    /// Sends only the value keys `values` marks and the counter keys
+    /// `counters` marks (both indexed by key). Draws are repeated until one
+    /// is allowed, so the key distribution is the workload's, restricted to
+    /// those keys.
+    pub fn only_keys(&mut self, values: Arc<Vec<bool>>, counters: Arc<Vec<bool>>) {
+        self.allowed = Some((values, counters));
+    }
+
+    /// A value key's index.
     #[inline]
     fn key(&mut self) -> u32 {
+        let allowed = self.allowed.as_ref().map(|(values, _)| values.clone());
+        self.allowed_key(allowed)
+    }
+
+    /// A counter key's index (INCR).
+    #[inline]
+    fn counter(&mut self) -> u32 {
+        let allowed = self.allowed.as_ref().map(|(_, counters)| counters.clone());
+        self.allowed_key(allowed)
+    }
+
+    #[inline]
+    fn allowed_key(&mut self, allowed: Option<Arc<Vec<bool>>>) -> u32 {
+        let Some(allowed) = allowed else {
+            return self.draw_key();
+        };
+        let mut k = self.draw_key();
+        for _ in 0..MAX_DRAWS {
+            if allowed.get(k as usize).copied().unwrap_or(true) {
+                break;
+            }
+            k = self.draw_key();
+        }
+        k
+    }
+
+    #[inline]
+    fn draw_key(&mut self) -> u32 {
         let n = self.ks.keys;
         let k = match &mut self.pick {
             KeyPick::Uniform => below(&mut self.rng, n),
@@ -541,7 +590,7 @@ impl Generator {
                 }
             }
             Op::Incr => {
-                let k = self.key();
+                let k = self.counter();
                 out.extend_from_slice(b"*2\r\n$4\r\nINCR\r\n");
                 self.ks.put_counter_key(out, k);
                 Expect {
