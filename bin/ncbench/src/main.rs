@@ -69,6 +69,20 @@ enum Cmd {
         /// Fail (exit 1) when an interval contains the threshold, instead of warning.
         #[arg(long)]
         fail_inconclusive: bool,
+        /// Trial i of BASE and of NEW ran side by side (interleaved runs merged
+        /// with `ncbench merge`): judge the median of per-pair ratios.
+        #[arg(long)]
+        paired: bool,
+    },
+    /// Pool the trials of several results of one config into one result (for
+    /// interleaved A/B runs: merge each side, then `compare` them).
+    Merge {
+        /// Results (--json output) of the same config.
+        #[arg(required = true)]
+        results: Vec<PathBuf>,
+        /// Write the merged result here.
+        #[arg(long)]
+        json: PathBuf,
     },
     /// Validate a config file and print "configuration OK".
     Check { config: PathBuf },
@@ -223,6 +237,7 @@ fn real_main() -> Result<i32, ncbench::BenchError> {
             max_p999_increase,
             confidence,
             fail_inconclusive,
+            paired,
         } => {
             let flag = |name: &str, v: &str| {
                 ncbench::units::parse_fraction(v)
@@ -251,9 +266,11 @@ fn real_main() -> Result<i32, ncbench::BenchError> {
                 } else {
                     config::OnInconclusive::Warn
                 },
+                paired,
             };
             ncbench::cmd_compare(&base, &new, &th)
         }
+        Cmd::Merge { results, json } => ncbench::cmd_merge(&results, &json),
         Cmd::Check { config } => {
             ncbench::load_config(Some(&config))?;
             println!("{}: configuration OK", config.display());

@@ -9,9 +9,11 @@
 //! least 95 % of the rate achieved and integrity intact), *fails* when it is
 //! above (or the rate is not achieved), and is *inconclusive* otherwise.
 //!
-//! Search: start at `start_rate`, multiply by `growth` while the rate holds,
-//! then bisect between the highest holding rate and the lowest one that did
-//! not hold. The capacity interval is [highest holding rate, lowest failing
+//! Search: start at `start_rate`, multiply by `growth` until a rate fails
+//! (an inconclusive rate does not stop growth: near the target it is noise
+//! as often as a limit), or divide by it, down to `min_rate`, while no rate
+//! has held yet; then bisect between the highest holding rate and the lowest
+//! rate above it that did not hold. The capacity interval is [highest holding rate, lowest failing
 //! rate]; inconclusive rates lie inside it. The estimate is the middle of
 //! the highest holding and the lowest not-holding rate.
 //!
@@ -189,6 +191,103 @@ fn combine_steps(all: &[CellStats], merged: &Histogram<u64>) -> CellStats {
     s
 }
 
+/// What a rate's measurement said about the target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Outcome {
+    Holds,
+    Fails,
+    Inconclusive,
+}
+
+impl Outcome {
+    /// From a step's `verdict` string (`holds`, `fails`, `inconclusive`).
+    fn of_verdict(v: &str) -> Outcome {
+        match v {
+            "holds" => Outcome::Holds,
+            "fails" => Outcome::Fails,
+            _ => Outcome::Inconclusive,
+        }
+    }
+}
+
+/// The search's view of the rates tried so far.
+struct Bracket {
+    /// Highest rate that held.
+    good: Option<f64>,
+    /// Lowest rate above `good` that failed.
+    failing: Option<f64>,
+    /// Lowest rate above `good` that did not hold (failed or inconclusive).
+    not_holding: Option<f64>,
+}
+
+impl Bracket {
+    fn of(tried: &[(f64, Outcome)]) -> Bracket {
+        let good = tried
+            .iter()
+            .filter(|t| t.1 == Outcome::Holds)
+            .map(|t| t.0)
+            .max_by(f64::total_cmp);
+        let lowest_above = |keep: &dyn Fn(Outcome) -> bool| {
+            tried
+                .iter()
+                .filter(|t| keep(t.1) && good.is_none_or(|g| t.0 > g))
+                .map(|t| t.0)
+                .min_by(f64::total_cmp)
+        };
+        Bracket {
+            good,
+            failing: lowest_above(&|o| o == Outcome::Fails),
+            not_holding: lowest_above(&|o| o != Outcome::Holds),
+        }
+    }
+}
+
+/// The next rate to measure, or why the search is over.
+///
+/// Only a clear failure ends growth: an inconclusive rate (its interval
+/// contains the target) is noise as often as a limit, and a batching proxy's
+/// tail can even shrink as the rate grows, so growth goes on past it until
+/// a rate fails. Then the search bisects between the highest holding rate
+/// and the lowest rate above it that did not hold.
+fn next_rate(
+    c: &crate::config::CapacitySpec,
+    tried: &[(f64, Outcome)],
+    refine_left: &mut u32,
+) -> std::result::Result<f64, String> {
+    let b = Bracket::of(tried);
+    let rates = || tried.iter().map(|t| t.0);
+    match (b.good, b.failing) {
+        (_, None) => {
+            let top = rates().fold(0.0, f64::max);
+            if top >= c.max_rate {
+                return Err(format!("reached max_rate {:.0}/s", c.max_rate));
+            }
+            // The last step lands on max_rate itself, so the ceiling is measured.
+            Ok((top * c.growth).min(c.max_rate))
+        }
+        (None, Some(_)) => {
+            // A first failure is not an answer: step down until a rate
+            // holds, so the capacity still gets an interval.
+            let next = rates().fold(f64::INFINITY, f64::min) / c.growth;
+            if next < c.min_rate {
+                return Err(format!(
+                    "no rate down to min_rate {:.0}/s holds",
+                    c.min_rate
+                ));
+            }
+            Ok(next)
+        }
+        (Some(g), Some(f)) => {
+            let hi = b.not_holding.unwrap_or(f);
+            if *refine_left == 0 || hi / g < 1.02 {
+                return Err(format!("bracketed between {g:.0}/s and {hi:.0}/s"));
+            }
+            *refine_left -= 1;
+            Ok((g + hi) / 2.0)
+        }
+    }
+}
+
 /// Runs the capacity search for every cell of the config (rates in the sweep are ignored).
 pub fn run(
     cfg: &BenchConfig,
@@ -215,7 +314,7 @@ pub fn run(
         let mut steps: Vec<CapacityStep> = Vec::new();
         let mut best: Option<(CapacityStep, CellStats, Histogram<u64>)> = None;
         let mut good: Option<f64> = None;
-        let mut bad: Option<f64> = None;
+        let mut tried: Vec<(f64, Outcome)> = Vec::new();
         let mut rate = c.start_rate;
         let mut refine_left = c.refine_steps;
         let mut step_hists = Vec::new();
@@ -293,31 +392,14 @@ pub fn run(
             };
             steps.push(step.clone());
             step_hists.push(m.merged.clone());
-            if holds {
-                if good.is_none_or(|g| rate > g) {
-                    good = Some(rate);
-                    best = Some((step, stats, m.merged));
-                }
-            } else if bad.is_none_or(|b| rate < b) {
-                bad = Some(rate);
+            tried.push((rate, Outcome::of_verdict(verdict)));
+            if holds && good.is_none_or(|g| rate > g) {
+                good = Some(rate);
+                best = Some((step, stats, m.merged));
             }
-            // Next rate: grow until the first rate that does not hold, then bisect.
-            rate = match (good, bad) {
-                (_, None) => {
-                    let next = rate * c.growth;
-                    if next > c.max_rate {
-                        break format!("reached max_rate {:.0}/s", c.max_rate);
-                    }
-                    next
-                }
-                (None, Some(_)) => break "the start rate already does not hold".to_string(),
-                (Some(g), Some(b)) => {
-                    if refine_left == 0 || b / g < 1.02 {
-                        break format!("bracketed between {g:.0}/s and {b:.0}/s");
-                    }
-                    refine_left -= 1;
-                    (g + b) / 2.0
-                }
+            rate = match next_rate(c, &tried, &mut refine_left) {
+                Ok(next) => next,
+                Err(why) => break why,
             };
         };
         t.stop();
@@ -326,20 +408,16 @@ pub fn run(
             .map(|s| (s.ops_per_sec, s.latency_us_at_percentile))
             .collect();
         let k = knee(&pts);
-        let failing = steps
-            .iter()
-            .filter(|s| s.verdict == "fails" && good.is_none_or(|g| s.rate > g))
-            .map(|s| s.rate)
-            .min_by(|a, b| a.total_cmp(b));
+        let bracket = Bracket::of(&tried);
         let res = CapacityResult {
             cell: plan.id.clone(),
             percentile: c.percentile,
             target_latency_us: target_us,
             max_rate_holding: good,
-            min_rate_failing: failing,
-            capacity_estimate: good.map(|g| match bad {
-                Some(b) if b > g => (g + b) / 2.0,
-                _ => g,
+            min_rate_failing: bracket.failing,
+            capacity_estimate: good.map(|g| match bracket.not_holding {
+                Some(b) => (g + b) / 2.0,
+                None => g,
             }),
             max_ops_holding: best.as_ref().map(|b| b.0.ops_per_sec),
             knee_rate: k.map(|k| k.0),
@@ -405,6 +483,104 @@ pub fn run(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Drives `next_rate` against a system whose true capacity is `cap`.
+    fn search(c: &crate::config::CapacitySpec, cap: f64) -> (Vec<f64>, String) {
+        search_with(c, |r| {
+            if r <= cap {
+                Outcome::Holds
+            } else {
+                Outcome::Fails
+            }
+        })
+    }
+
+    /// Drives `next_rate` against a system whose outcome at each rate is given.
+    fn search_with(
+        c: &crate::config::CapacitySpec,
+        outcome: impl Fn(f64) -> Outcome,
+    ) -> (Vec<f64>, String) {
+        let mut tried = Vec::new();
+        let mut rate = c.start_rate;
+        let mut refine = c.refine_steps;
+        loop {
+            tried.push((rate, outcome(rate)));
+            match next_rate(c, &tried, &mut refine) {
+                Ok(r) => rate = r,
+                Err(why) => return (tried.iter().map(|t| t.0).collect(), why),
+            }
+        }
+    }
+
+    #[test]
+    fn an_inconclusive_rate_does_not_end_growth_only_a_failure_does() {
+        // Measured here: a batching proxy's p99 hovered near the target from
+        // 150k/s to 770k/s (inconclusive at 152k/s in one run, holding in
+        // the next), then saturated. Stopping at the first inconclusive
+        // rate made two runs disagree 6x.
+        let c = crate::config::CapacitySpec {
+            start_rate: 1_000.0,
+            growth: 2.0,
+            refine_steps: 2,
+            ..Default::default()
+        };
+        let (rates, why) = search_with(&c, |r| match r {
+            4_000.0 => Outcome::Inconclusive,
+            r if r <= 10_000.0 => Outcome::Holds,
+            r if r <= 12_000.0 => Outcome::Inconclusive,
+            _ => Outcome::Fails,
+        });
+        assert_eq!(
+            rates,
+            vec![1_000.0, 2_000.0, 4_000.0, 8_000.0, 16_000.0, 12_000.0, 10_000.0]
+        );
+        // The bracket's top is the lowest rate above the best that did not
+        // hold, inconclusive or not.
+        assert_eq!(why, "bracketed between 10000/s and 12000/s");
+        let b = Bracket::of(&[
+            (8_000.0, Outcome::Holds),
+            (16_000.0, Outcome::Fails),
+            (12_000.0, Outcome::Inconclusive),
+            (4_000.0, Outcome::Inconclusive),
+        ]);
+        assert_eq!(
+            (b.good, b.failing, b.not_holding),
+            (Some(8_000.0), Some(16_000.0), Some(12_000.0))
+        );
+    }
+
+    #[test]
+    fn search_steps_down_when_the_start_rate_fails_then_bisects() {
+        let c = crate::config::CapacitySpec {
+            start_rate: 20_000.0,
+            growth: 2.0,
+            refine_steps: 2,
+            ..Default::default()
+        };
+        let (rates, why) = search(&c, 6_000.0);
+        assert_eq!(rates, vec![20_000.0, 10_000.0, 5_000.0, 7_500.0, 6_250.0]);
+        assert_eq!(why, "bracketed between 5000/s and 6250/s");
+    }
+
+    #[test]
+    fn search_grows_then_bisects_and_gives_up_below_min_rate() {
+        let c = crate::config::CapacitySpec {
+            start_rate: 1_000.0,
+            growth: 2.0,
+            refine_steps: 1,
+            min_rate: 300.0,
+            ..Default::default()
+        };
+        let (rates, why) = search(&c, 3_000.0);
+        assert_eq!(rates, vec![1_000.0, 2_000.0, 4_000.0, 3_000.0]);
+        assert_eq!(why, "bracketed between 3000/s and 4000/s");
+        let (rates, why) = search(&c, 1e9);
+        assert_eq!(rates.last(), Some(&c.max_rate), "{rates:?}");
+        assert_eq!(why, format!("reached max_rate {:.0}/s", c.max_rate));
+        let (rates, why) = search(&c, 100.0);
+        assert_eq!(rates, vec![1_000.0, 500.0]);
+        assert_eq!(why, "no rate down to min_rate 300/s holds");
+    }
 
     #[test]
     fn knee_of_a_hockey_stick() {

@@ -97,6 +97,9 @@ fn default_start_rate() -> f64 {
 fn default_max_rate() -> f64 {
     5_000_000.0
 }
+fn default_min_rate() -> f64 {
+    100.0
+}
 fn default_growth() -> f64 {
     1.5
 }
@@ -878,6 +881,11 @@ pub struct BaselineThresholds {
     /// `warn` (default) or `fail` when an interval straddles the threshold.
     #[serde(default, skip_serializing_if = "is_warn")]
     pub inconclusive: OnInconclusive,
+    /// Trial i of base and of new ran side by side (interleaved runs merged
+    /// with `ncbench merge`): judge per-pair ratios. Only `ncbench compare
+    /// --paired` sets it; a stored baseline's trials pair with nothing.
+    #[serde(skip)]
+    pub paired: bool,
 }
 
 impl Default for BaselineThresholds {
@@ -888,6 +896,7 @@ impl Default for BaselineThresholds {
             max_p999_increase: None,
             confidence: default_confidence(),
             inconclusive: OnInconclusive::Warn,
+            paired: false,
         }
     }
 }
@@ -904,6 +913,9 @@ pub struct CapacitySpec {
     pub start_rate: f64,
     #[serde(default = "default_max_rate")]
     pub max_rate: f64,
+    /// Lowest rate the search steps down to when `start_rate` already fails.
+    #[serde(default = "default_min_rate")]
+    pub min_rate: f64,
     /// Rate multiplier between steps while the target holds.
     #[serde(default = "default_growth")]
     pub growth: f64,
@@ -945,6 +957,7 @@ impl Default for CapacitySpec {
             target_latency: default_target_latency(),
             start_rate: default_start_rate(),
             max_rate: default_max_rate(),
+            min_rate: default_min_rate(),
             growth: default_growth(),
             step_duration: default_step_duration(),
             refine_steps: default_refine(),
@@ -1468,6 +1481,12 @@ impl BenchConfig {
         }
         if !(c.max_rate.is_finite() && c.max_rate > c.start_rate) {
             return Err(self.err("capacity.max_rate", "must be larger than start_rate"));
+        }
+        if !(c.min_rate.is_finite() && c.min_rate > 0.0 && c.min_rate <= c.start_rate) {
+            return Err(self.err(
+                "capacity.min_rate",
+                "must be positive and at most start_rate",
+            ));
         }
         if !(c.growth.is_finite() && c.growth > 1.0 && c.growth <= 10.0) {
             return Err(self.err("capacity.growth", "must be in (1, 10]"));

@@ -133,16 +133,8 @@ fn paired_ratio(
 
 /// Each trial's latency histogram, when every trial has one.
 fn trial_histograms(c: &CellResult) -> Option<TrialHistograms> {
-    let hs: Option<Vec<_>> = c
-        .trials
-        .iter()
-        .map(|t| {
-            t.latency_hdr
-                .as_deref()
-                .and_then(crate::export::decode_histogram)
-        })
-        .collect();
-    hs.filter(|h| !h.is_empty())
+    c.trial_histograms()
+        .filter(|h| !h.is_empty())
         .map(|h| TrialHistograms::new(&h))
 }
 
@@ -333,11 +325,32 @@ fn ratio_and_interval(
     n: &CellResult,
     metric: Metric,
     confidence: f64,
+    paired: bool,
 ) -> Option<(f64, Option<Interval>, &'static str)> {
     let (bv, nv) = (b.summary.metric(metric)?, n.summary.metric(metric)?);
     let point = if bv > 0.0 { nv / bv } else { 1.0 };
     if b.trials.len() < 2 || n.trials.len() < 2 {
         return Some((point, None, "one trial: point values"));
+    }
+    if paired && b.trials.len() == n.trials.len() {
+        // Drift between pairs cancels in each pair's own ratio.
+        let ratios: Vec<f64> = b
+            .trials
+            .iter()
+            .zip(&n.trials)
+            .filter_map(|(bt, nt)| match (bt.metric(metric), nt.metric(metric)) {
+                (Some(x), Some(y)) if x > 0.0 => Some(y / x),
+                _ => None,
+            })
+            .collect();
+        if ratios.len() >= 2 {
+            let iv = inference::paired_median(&ratios, confidence)?;
+            return Some((
+                iv.estimate,
+                Some(iv),
+                "median of per-pair ratios, bootstrap over pairs",
+            ));
+        }
     }
     if let Some(q) = latency_quantile(metric) {
         if let (Some(bh), Some(nh)) = (trial_histograms(b), trial_histograms(n)) {
@@ -380,6 +393,24 @@ pub fn compare(base: &RunResult, new: &RunResult, th: &BaselineThresholds) -> Ve
             });
             continue;
         };
+        if th.paired && b.trials.len() != n.trials.len() {
+            out.push(CompareOutcome {
+                cell: b.id.clone(),
+                metric: Metric::OpsPerSec,
+                base: Some(b.summary.ops_per_sec),
+                new: Some(n.summary.ops_per_sec),
+                change: None,
+                ratio_interval: None,
+                verdict: "fail".into(),
+                detail: format!(
+                    "{}: paired comparison needs as many trials on both sides (base {}, new {})",
+                    b.id,
+                    b.trials.len(),
+                    n.trials.len()
+                ),
+            });
+            continue;
+        }
         let mut checks = vec![
             (Metric::OpsPerSec, th.max_throughput_drop.0),
             (Metric::LatencyUsP99, th.max_p99_increase.0),
@@ -391,7 +422,9 @@ pub fn compare(base: &RunResult, new: &RunResult, th: &BaselineThresholds) -> Ve
             let (Some(bv), Some(nv)) = (b.summary.metric(metric), n.summary.metric(metric)) else {
                 continue;
             };
-            let Some((ratio, iv, method)) = ratio_and_interval(b, n, metric, th.confidence) else {
+            let Some((ratio, iv, method)) =
+                ratio_and_interval(b, n, metric, th.confidence, th.paired)
+            else {
                 continue;
             };
             let higher = metric.higher_is_better();
@@ -473,26 +506,7 @@ mod tests {
                 ..Default::default()
             })
             .collect();
-        CellResult {
-            id: id.into(),
-            params: CellParams {
-                target: target.into(),
-                kind: target.into(),
-                send_mode: mode,
-                iov_max: mode.map(|_| 128),
-                send_limit: None,
-                pipeline: 16,
-                connections: 50,
-                rate: None,
-                mget_keys: None,
-            },
-            how: String::new(),
-            skipped: None,
-            summary: crate::stats::combine_trials(&trials),
-            trials,
-            ratio_to_reference: None,
-            latency_hdr: None,
-        }
+        CellResult::with_trials(id, target, mode, trials)
     }
 
     #[test]
@@ -541,31 +555,41 @@ max = 100
     }
 
     #[test]
+    fn paired_compare_cancels_drift_between_pairs() {
+        // Each pair ran at a different background load (100..1000), the new
+        // build is 20 % slower within every pair: unpaired, the spread hides
+        // it; paired, the per-pair ratios are all 0.8.
+        let base_ops: Vec<f64> = (1..=10).map(|k| 100.0 * k as f64).collect();
+        let new_ops: Vec<f64> = base_ops.iter().map(|o| o * 0.8).collect();
+        let mk =
+            |ops: &[f64]| RunResult::with_cells("", vec![cell("x", "direct", None, ops, 10.0)]);
+        let (base, new) = (mk(&base_ops), mk(&new_ops));
+        let unpaired = BaselineThresholds::default();
+        let ops = |c: Vec<CompareOutcome>| c.into_iter().find(|c| c.metric == Metric::OpsPerSec);
+        assert_eq!(
+            ops(compare(&base, &new, &unpaired)).unwrap().verdict,
+            "inconclusive"
+        );
+        let paired = BaselineThresholds {
+            paired: true,
+            ..Default::default()
+        };
+        let c = ops(compare(&base, &new, &paired)).unwrap();
+        assert_eq!(c.verdict, "fail", "{c:?}");
+        let iv = c.ratio_interval.unwrap();
+        assert!((iv.estimate - 0.8).abs() < 1e-9 && iv.high < 0.81, "{iv:?}");
+        // Unequal trial counts cannot be paired.
+        let short = mk(&new_ops[..9]);
+        let c = compare(&base, &short, &paired);
+        assert_eq!(c[0].verdict, "fail");
+        assert!(c[0].detail.contains("base 10, new 9"), "{}", c[0].detail);
+    }
+
+    #[test]
     fn compare_thresholds_and_noise() {
         let th = BaselineThresholds::default();
-        let mk = |ops: &[f64], p99: f64| RunResult {
-            schema: crate::results::SCHEMA.into(),
-            kind: "run".into(),
-            ncbench_version: String::new(),
-            started_at: 0,
-            config_source: String::new(),
-            config_fingerprint: String::new(),
-            config: serde_json::Value::Null,
-            environment: Default::default(),
-            backends: crate::results::BackendInfo {
-                kind: String::new(),
-                count: 0,
-                version: None,
-            },
-            cells: vec![cell("x", "direct", None, ops, p99)],
-            reference: None,
-            gates: vec![],
-            baseline: None,
-            verify: None,
-            capacity: vec![],
-            overhead: vec![],
-            notes: vec![],
-            verdict: Default::default(),
+        let mk = |ops: &[f64], p99: f64| {
+            RunResult::with_cells("", vec![cell("x", "direct", None, ops, p99)])
         };
         let base = mk(&[100.0], 10.0);
         assert!(compare(&base, &base, &th)

@@ -274,6 +274,25 @@ pub fn cmd_capacity(
     })
 }
 
+/// `ncbench merge --json OUT RESULTS...`: pools trials of one config's results.
+pub fn cmd_merge(results: &[PathBuf], out: &Path) -> Result<i32, BenchError> {
+    let parts = results
+        .iter()
+        .map(|p| Ok((p.display().to_string(), RunResult::load(p)?)))
+        .collect::<Result<Vec<_>, BenchError>>()?;
+    let merged = RunResult::merge(&parts)?;
+    export::write_json(out, &merged)?;
+    let trials: usize = merged.cells.iter().map(|c| c.trials.len()).sum();
+    println!(
+        "merged {} results ({} trials in {} cells) into {}",
+        parts.len(),
+        trials,
+        merged.cells.len(),
+        out.display()
+    );
+    Ok(EXIT_PASS)
+}
+
 /// `ncbench compare BASE NEW`: prints the checks; 0 pass, 1 regression.
 pub fn cmd_compare(
     base: &Path,

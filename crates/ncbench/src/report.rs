@@ -234,15 +234,23 @@ fn error_kinds(r: &RunResult) -> String {
 /// Each backend's share of operations and bytes, and the hottest share.
 pub fn shard_table(r: &RunResult) -> String {
     let mut s = String::new();
-    let cells: Vec<_> = r
-        .cells
-        .iter()
-        .filter(|c| c.skipped.is_none() && !c.summary.shards.is_empty())
+    let ran = || r.cells.iter().filter(|c| c.skipped.is_none());
+    let cells: Vec<_> = ran().filter(|c| !c.summary.shards.is_empty()).collect();
+    // A kill or restart makes a window's shares unknown (shards.rs); say so
+    // rather than leave the cell out silently.
+    let unknown: Vec<_> = ran()
+        .filter(|c| c.summary.shards.is_empty() && c.trials.iter().any(|t| !t.events.is_empty()))
         .collect();
-    if cells.is_empty() {
+    if cells.is_empty() && unknown.is_empty() {
         return s;
     }
-    let w = cells.iter().map(|c| c.id.len()).max().unwrap_or(4).max(4);
+    let w = cells
+        .iter()
+        .chain(&unknown)
+        .map(|c| c.id.len())
+        .max()
+        .unwrap_or(4)
+        .max(4);
     let _ = writeln!(
         s,
         "\nshard balance (each backend's own counters over the measured window: ops share / bytes share)"
@@ -270,6 +278,13 @@ pub fn shard_table(r: &RunResult) -> String {
             hottest * 100.0,
             hottest / even,
             parts.join("  ")
+        );
+    }
+    for c in unknown {
+        let _ = writeln!(
+            s,
+            "{:<w$}  unknown: a backend was restarted or did not answer during the window",
+            c.id
         );
     }
     s

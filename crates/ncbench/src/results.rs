@@ -57,6 +57,20 @@ pub struct CellResult {
     pub latency_hdr: Option<String>,
 }
 
+impl CellResult {
+    /// Each trial's latency histogram, when every trial has one.
+    pub fn trial_histograms(&self) -> Option<Vec<hdrhistogram::Histogram<u64>>> {
+        self.trials
+            .iter()
+            .map(|t| {
+                t.latency_hdr
+                    .as_deref()
+                    .and_then(crate::export::decode_histogram)
+            })
+            .collect()
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct BackendInfo {
     pub kind: String,
@@ -111,6 +125,72 @@ impl RunResult {
         self.cells.iter().find(|c| c.id == id)
     }
 
+    /// Pools the trials of several results of one config into one result, as
+    /// if they were one run's trials: how interleaved A/B runs (base, new,
+    /// new, base, ...) become one base and one new result for `compare`.
+    /// Gates, baseline checks, capacity and overhead rows are not carried
+    /// over (they belonged to each run); integrity verdicts are.
+    pub fn merge(parts: &[(String, RunResult)]) -> Result<RunResult, crate::error::BenchError> {
+        let bad = |file: &str, problem: String| crate::error::BenchError::Result {
+            file: file.to_string(),
+            problem,
+        };
+        let Some((_, first)) = parts.first() else {
+            return Err(bad("command line", "no results to merge".into()));
+        };
+        let mut out = first.clone();
+        // Every part's reasons name their file, the first's too.
+        out.verdict.reasons = Vec::new();
+        out.gates.clear();
+        out.baseline = None;
+        out.capacity.clear();
+        out.overhead.clear();
+        for (i, (name, r)) in parts.iter().enumerate() {
+            out.verdict
+                .reasons
+                .extend(r.verdict.reasons.iter().map(|x| format!("{name}: {x}")));
+            if i == 0 {
+                continue;
+            }
+            if r.config_fingerprint != first.config_fingerprint {
+                return Err(bad(
+                    name,
+                    format!(
+                        "config_fingerprint: {} differs from {}'s {}; only results of one config merge",
+                        r.config_fingerprint, parts[0].0, first.config_fingerprint
+                    ),
+                ));
+            }
+            for c in &mut out.cells {
+                let Some(other) = r.cell(&c.id) else {
+                    return Err(bad(name, format!("cells: `{}` is missing", c.id)));
+                };
+                if c.skipped.is_none() && other.skipped.is_none() {
+                    c.trials.extend(other.trials.iter().cloned());
+                }
+            }
+            out.verdict.pass &= r.verdict.pass;
+        }
+        for c in out.cells.iter_mut().filter(|c| c.skipped.is_none()) {
+            c.summary = crate::stats::combine_trials(&c.trials);
+            c.latency_hdr = c
+                .trial_histograms()
+                .and_then(|h| crate::bench::merged(&h))
+                .and_then(|h| crate::export::encode_histogram(&h));
+            c.ratio_to_reference = None;
+        }
+        out.notes.push(format!(
+            "merged from {} results: {}",
+            parts.len(),
+            parts
+                .iter()
+                .map(|p| p.0.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+        Ok(out)
+    }
+
     /// Reads a result file; errors name the file (exit 2 territory).
     pub fn load(path: &std::path::Path) -> Result<RunResult, crate::error::BenchError> {
         let name = path.display().to_string();
@@ -140,5 +220,126 @@ impl RunResult {
             file: name,
             problem: e.to_string(),
         })
+    }
+}
+
+/// A cell of `target` (pipeline 16, 50 connections) holding `trials`, with
+/// their summary, for tests of what reads results.
+#[cfg(test)]
+impl CellResult {
+    pub(crate) fn with_trials(
+        id: &str,
+        target: &str,
+        send_mode: Option<crate::config::SendMode>,
+        trials: Vec<CellStats>,
+    ) -> CellResult {
+        CellResult {
+            id: id.into(),
+            params: CellParams {
+                target: target.into(),
+                kind: target.into(),
+                send_mode,
+                iov_max: send_mode.map(|_| 128),
+                send_limit: None,
+                pipeline: 16,
+                connections: 50,
+                rate: None,
+                mget_keys: None,
+            },
+            how: String::new(),
+            skipped: None,
+            summary: crate::stats::combine_trials(&trials),
+            trials,
+            ratio_to_reference: None,
+            latency_hdr: None,
+        }
+    }
+}
+
+/// A bare passing `run` result holding `cells`, for tests of what reads results.
+#[cfg(test)]
+impl RunResult {
+    pub(crate) fn with_cells(fingerprint: &str, cells: Vec<CellResult>) -> RunResult {
+        RunResult {
+            schema: SCHEMA.into(),
+            kind: "run".into(),
+            ncbench_version: String::new(),
+            started_at: 0,
+            config_source: String::new(),
+            config_fingerprint: fingerprint.into(),
+            config: serde_json::Value::Null,
+            environment: Default::default(),
+            backends: BackendInfo {
+                kind: String::new(),
+                count: 0,
+                version: None,
+            },
+            cells,
+            reference: None,
+            gates: vec![],
+            baseline: None,
+            verify: None,
+            capacity: vec![],
+            overhead: vec![],
+            notes: vec![],
+            verdict: Verdict {
+                pass: true,
+                ..Default::default()
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn result(fingerprint: &str, cell_ops: &[(&str, &[f64])]) -> RunResult {
+        let cells = cell_ops
+            .iter()
+            .map(|(id, ops)| {
+                let trials: Vec<CellStats> = ops
+                    .iter()
+                    .map(|&o| CellStats {
+                        ops_per_sec: o,
+                        requests: 10,
+                        ..Default::default()
+                    })
+                    .collect();
+                CellResult::with_trials(id, "direct", None, trials)
+            })
+            .collect();
+        RunResult::with_cells(fingerprint, cells)
+    }
+
+    #[test]
+    fn merge_pools_trials_per_cell_and_recomputes_the_summary() {
+        let a = result("f", &[("x", &[100.0, 300.0]), ("y", &[5.0])]);
+        let mut b = result("f", &[("x", &[200.0]), ("y", &[7.0, 9.0])]);
+        b.verdict.pass = false;
+        b.verdict.reasons.push("2 mismatches".into());
+        let m = RunResult::merge(&[("a.json".into(), a), ("b.json".into(), b)]).unwrap();
+        let x = m.cell("x").unwrap();
+        assert_eq!(x.trials.len(), 3);
+        assert_eq!(x.summary.ops_per_sec, 200.0);
+        assert_eq!(m.cell("y").unwrap().summary.ops_per_sec, 7.0);
+        assert!(!m.verdict.pass);
+        assert_eq!(m.verdict.reasons, vec!["b.json: 2 mismatches".to_string()]);
+        assert!(m.notes.last().unwrap().contains("a.json, b.json"));
+    }
+
+    #[test]
+    fn merge_refuses_other_configs_and_missing_cells_naming_the_file() {
+        let a = result("f", &[("x", &[1.0])]);
+        let other = result("g", &[("x", &[1.0])]);
+        let e = RunResult::merge(&[("a.json".into(), a.clone()), ("o.json".into(), other)])
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("o.json: config_fingerprint:"), "{e}");
+        let short = result("f", &[("z", &[1.0])]);
+        let e = RunResult::merge(&[("a.json".into(), a), ("s.json".into(), short)])
+            .unwrap_err()
+            .to_string();
+        assert_eq!(e, "s.json: cells: `x` is missing");
     }
 }

@@ -8,6 +8,12 @@
 //! A proxy splits a multi-key command per server, so a backend counts the
 //! fragments it received; the shares are what each server carried. The
 //! hottest shard's share shows the effect of skew (zipf) and of the ring.
+//!
+//! The counters are only comparable within one process, so each read also
+//! takes the server's pid (`process_id`, memcached `pid`). When a backend was
+//! restarted (another pid) or did not answer at either edge, as under a
+//! kill/restart event, every share of that window is unknown: the shares of
+//! the others alone would look like a hot shard that isn't one.
 use crate::config::Protocol;
 use serde::{Deserialize, Serialize};
 use std::io::{BufRead, BufReader, Write};
@@ -17,6 +23,8 @@ use std::time::Duration;
 /// One backend's counters at one moment.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Counters {
+    /// The server process's pid: counters of different processes don't subtract.
+    pub pid: u64,
     pub ops: u64,
     pub bytes_in: u64,
     pub bytes_out: u64,
@@ -45,9 +53,10 @@ fn field(text: &str, prefix: &str, key: &str) -> Option<u64> {
     })
 }
 
-/// Parses Redis `INFO stats` text.
+/// Parses Redis `INFO` text (the server and stats sections).
 pub fn parse_redis_info(text: &str) -> Option<Counters> {
     Some(Counters {
+        pid: field(text, "", "process_id")?,
         ops: field(text, "", "total_commands_processed")?,
         bytes_in: field(text, "", "total_net_input_bytes")?,
         bytes_out: field(text, "", "total_net_output_bytes")?,
@@ -63,6 +72,7 @@ pub fn parse_memcached_stats(text: &str) -> Option<Counters> {
         .map(|k| g(k))
         .sum::<Option<u64>>()?;
     Some(Counters {
+        pid: g("pid")?,
         ops,
         bytes_in: g("bytes_read")?,
         bytes_out: g("bytes_written")?,
@@ -78,7 +88,7 @@ pub fn read(addr: SocketAddr, protocol: Protocol) -> Option<Counters> {
     let mut text = String::new();
     match protocol {
         Protocol::Redis => {
-            s.write_all(b"*2\r\n$4\r\nINFO\r\n$5\r\nstats\r\n").ok()?;
+            s.write_all(b"*1\r\n$4\r\nINFO\r\n").ok()?;
             let mut head = String::new();
             r.read_line(&mut head).ok()?;
             let len: usize = head.trim().strip_prefix('$')?.parse().ok()?;
@@ -109,21 +119,26 @@ pub fn read_all(addrs: &[SocketAddr], protocol: Protocol) -> Vec<Option<Counters
     addrs.iter().map(|&a| read(a, protocol)).collect()
 }
 
-/// Shares over a window from counters read before and after it. A backend
-/// that did not answer at either edge is left out (its share is unknown).
+/// Shares over a window from counters read before and after it. Empty
+/// (unknown) when any backend did not answer at either edge or was another
+/// process at the end (restarted during the window).
 pub fn window(
     addrs: &[SocketAddr],
     before: &[Option<Counters>],
     after: &[Option<Counters>],
 ) -> Vec<ShardShare> {
-    let rows: Vec<(String, Counters)> = addrs
+    let rows: Option<Vec<(String, Counters)>> = addrs
         .iter()
         .zip(before.iter().zip(after))
-        .filter_map(|(a, (b, z))| {
+        .map(|(a, (b, z))| {
             let (b, z) = ((*b)?, (*z)?);
+            if b.pid != z.pid {
+                return None;
+            }
             Some((
                 a.to_string(),
                 Counters {
+                    pid: z.pid,
                     ops: z.ops.saturating_sub(b.ops),
                     bytes_in: z.bytes_in.saturating_sub(b.bytes_in),
                     bytes_out: z.bytes_out.saturating_sub(b.bytes_out),
@@ -131,7 +146,7 @@ pub fn window(
             ))
         })
         .collect();
-    shares(rows)
+    rows.map(shares).unwrap_or_default()
 }
 
 fn shares(rows: Vec<(String, Counters)>) -> Vec<ShardShare> {
@@ -176,10 +191,11 @@ mod tests {
 
     #[test]
     fn parses_both_servers_counters() {
-        let info = "# Stats\r\ntotal_connections_received:3\r\ntotal_commands_processed:1200\r\ninstantaneous_ops_per_sec:0\r\ntotal_net_input_bytes:5000\r\ntotal_net_output_bytes:7000\r\n";
+        let info = "# Server\r\nprocess_id:4242\r\n# Stats\r\ntotal_connections_received:3\r\ntotal_commands_processed:1200\r\ninstantaneous_ops_per_sec:0\r\ntotal_net_input_bytes:5000\r\ntotal_net_output_bytes:7000\r\n";
         assert_eq!(
             parse_redis_info(info),
             Some(Counters {
+                pid: 4242,
                 ops: 1200,
                 bytes_in: 5000,
                 bytes_out: 7000
@@ -189,6 +205,7 @@ mod tests {
         assert_eq!(
             parse_memcached_stats(mc),
             Some(Counters {
+                pid: 1,
                 ops: 21,
                 bytes_in: 100,
                 bytes_out: 200
@@ -203,6 +220,7 @@ mod tests {
         let b: SocketAddr = "127.0.0.1:2".parse().unwrap();
         let c = |ops, bytes_in| {
             Some(Counters {
+                pid: 7,
                 ops,
                 bytes_in,
                 bytes_out: 0,
@@ -213,9 +231,17 @@ mod tests {
         assert_eq!((w[0].ops, w[1].ops), (300, 100));
         assert_eq!((w[0].ops_share, w[1].ops_share), (0.75, 0.25));
         assert_eq!(w[0].bytes_share, 0.75);
-        // A backend that did not answer is left out.
-        let w2 = window(&[a, b], &[c(0, 0), None], &[c(10, 0), c(5, 0)]);
-        assert_eq!(w2.len(), 1);
+        // A backend that did not answer, or was restarted (another pid),
+        // makes the whole window unknown.
+        assert!(window(&[a, b], &[c(0, 0), None], &[c(10, 0), c(5, 0)]).is_empty());
+        let restarted = Counters {
+            pid: 8,
+            ops: 5,
+            bytes_in: 0,
+            bytes_out: 0,
+        };
+        assert!(window(&[a, b], &[c(0, 0), c(0, 0)], &[c(10, 0), Some(restarted)]).is_empty());
+        let w2 = window(&[a, b], &[c(0, 0), c(0, 0)], &[c(10, 0), c(0, 0)]);
         assert_eq!(w2[0].ops_share, 1.0);
         let s = sum([w.as_slice(), w2.as_slice()]);
         assert_eq!((s[0].ops, s[1].ops), (310, 100));

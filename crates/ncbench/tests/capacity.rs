@@ -1,6 +1,7 @@
 //! Capacity search against a real redis-server: with a generous latency
-//! target every step holds until max_rate; with an impossible one the start
-//! rate already fails and the run's verdict fails. Rates are small, so the
+//! target every step holds until max_rate; with an impossible one the search
+//! steps down from the start rate to min_rate, nothing holds and the run's
+//! verdict fails. Rates are small, so the
 //! outcome depends on the schedule, not on the speed of the machine.
 use nc_harness::RedisServer;
 use ncbench::config::from_toml_str;
@@ -44,25 +45,30 @@ fn generous_target_holds_up_to_max_rate() {
     let (r, hists) = ncbench::capacity::run(&config(&redis, "2s"), &Quiet).unwrap();
     let c = &r.capacity[0];
     let rates: Vec<f64> = c.steps.iter().map(|s| s.rate).collect();
-    assert_eq!(rates, vec![500.0, 1000.0, 2000.0], "{c:?}");
+    // Growth doubles to 2000/s, then the last step is max_rate itself.
+    assert_eq!(rates, vec![500.0, 1000.0, 2000.0, 2500.0], "{c:?}");
     assert!(c.steps.iter().all(|s| s.holds), "{c:?}");
-    assert_eq!(c.max_rate_holding, Some(2000.0));
+    assert_eq!(c.max_rate_holding, Some(2500.0));
     assert!(c.stopped.contains("max_rate"), "{}", c.stopped);
     assert!(r.verdict.pass, "{:?}", r.verdict);
-    assert_eq!(hists[0].len(), 3);
+    assert_eq!(hists[0].len(), 4);
     assert_eq!(r.kind, "capacity");
     assert!(ncbench::plot::html(&r).contains("knee") || c.knee_rate.is_none());
 }
 
 #[test]
-fn impossible_target_fails_at_the_start_rate() {
+fn impossible_target_steps_down_to_min_rate_then_fails() {
     let redis = RedisServer::start().unwrap();
     let (r, _) = ncbench::capacity::run(&config(&redis, "1ns"), &Quiet).unwrap();
     let c = &r.capacity[0];
-    assert_eq!(c.steps.len(), 1);
-    assert!(!c.steps[0].holds);
+    // 500 fails; divide by growth (2) while nothing holds, down to the
+    // default min_rate of 100/s: 250, 125, then 62.5 is below it.
+    let rates: Vec<f64> = c.steps.iter().map(|s| s.rate).collect();
+    assert_eq!(rates, vec![500.0, 250.0, 125.0], "{c:?}");
+    assert!(c.steps.iter().all(|s| !s.holds), "{c:?}");
     assert_eq!(c.max_rate_holding, None);
+    assert!(c.stopped.contains("min_rate 100/s"), "{}", c.stopped);
     assert!(!r.verdict.pass);
-    // The table still shows what the target did at the failing rate.
+    // The table still shows what the target did at the failing rates.
     assert!(r.cells[0].summary.requests > 0);
 }

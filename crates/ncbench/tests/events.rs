@@ -110,9 +110,15 @@ backend = 0
             .all(|p| p.proxy_syscalls.is_some_and(|n| n > 0)),
         "{tl:?}"
     );
-    assert_eq!(c.summary.shards.len(), 2, "{:?}", c.summary.shards);
-    // The table prints the timeline.
+    // Backend 0 is another process after the restart: its counters don't
+    // subtract, so the window's shard shares are unknown, and the table says so.
+    assert!(c.summary.shards.is_empty(), "{:?}", c.summary.shards);
     let table = ncbench::report::table(&r);
+    assert!(
+        table.contains("unknown: a backend was restarted"),
+        "{table}"
+    );
+    // The table prints the timeline.
     assert!(table.contains("timeline of ncproxy"), "{table}");
     assert!(table.contains("kill backend 0"), "{table}");
 }
@@ -140,10 +146,11 @@ proxy = { server_connections = 2 }
     let t = &c.trials[0];
     let outcomes: Vec<&str> = t.events.iter().map(|e| e.outcome.as_str()).collect();
     assert!(outcomes.iter().all(|o| o.starts_with("ok")), "{outcomes:?}");
-    // Replies held for the 400 ms stop show as a p99 of that order where the
-    // backend came back.
+    // Replies held for the 400 ms stop show as a tail of that order where
+    // the backend came back. At most one request per connection is held, a
+    // few per cent of the interval's requests or less, so look at p99.9.
     let tl = &t.timeline;
-    let worst = tl.iter().map(|p| p.latency_us_p99).fold(0.0, f64::max);
+    let worst = tl.iter().map(|p| p.latency_us_p999).fold(0.0, f64::max);
     assert!(worst >= 250_000.0, "{tl:?}");
     assert!(tl
         .iter()
@@ -154,5 +161,10 @@ proxy = { server_connections = 2 }
         "{:?}",
         c.summary
     );
+    // Stopped and continued, the backends are the same processes at both
+    // edges: the shard shares are known and add up.
+    assert_eq!(c.summary.shards.len(), 2, "{:?}", c.summary.shards);
+    let total: f64 = c.summary.shards.iter().map(|s| s.ops_share).sum();
+    assert!((total - 1.0).abs() < 1e-9, "{:?}", c.summary.shards);
     assert!(r.verdict.pass, "{:?}", r.verdict);
 }
