@@ -35,6 +35,9 @@ use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct CapacityStep {
+    /// Which round of the search measured it (0-based).
+    #[serde(default)]
+    pub round: u32,
     pub rate: f64,
     pub ops_per_sec: f64,
     /// Latency at the searched percentile, µs (merged repetitions).
@@ -73,6 +76,29 @@ pub struct CapacityResult {
     pub steps: Vec<CapacityStep>,
     /// Why the search stopped.
     pub stopped: String,
+    /// Each round's own bracket (the fields above combine them).
+    #[serde(default)]
+    pub rounds: Vec<CapacityRound>,
+}
+
+/// One round's bracket of a capacity search.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct CapacityRound {
+    pub max_rate_holding: Option<f64>,
+    pub min_rate_failing: Option<f64>,
+    pub capacity_estimate: Option<f64>,
+    pub stopped: String,
+}
+
+impl CapacityRound {
+    fn of(r: &CapacityResult) -> CapacityRound {
+        CapacityRound {
+            max_rate_holding: r.max_rate_holding,
+            min_rate_failing: r.min_rate_failing,
+            capacity_estimate: r.capacity_estimate,
+            stopped: r.stopped.clone(),
+        }
+    }
 }
 
 /// Latency at `percentile` (0..100] of a histogram in ns, in µs.
@@ -288,6 +314,216 @@ fn next_rate(
     }
 }
 
+/// One round's search of one cell.
+struct CellSearch {
+    res: CapacityResult,
+    /// The best holding step's stats and histogram, else the first step's.
+    summary: Option<(CellStats, Histogram<u64>)>,
+    step_hists: Vec<Histogram<u64>>,
+}
+
+/// Searches one cell's capacity once (one round).
+fn search_cell(
+    session: &Session,
+    cfg: &BenchConfig,
+    plan: &bench::CellPlan,
+    t: &crate::target::RunningTarget,
+    target_us: f64,
+    round: u32,
+    progress: &dyn Progress,
+) -> Result<CellSearch> {
+    let c = &cfg.capacity;
+    let secs = (c.step_duration.0 * c.min_repeats + cfg.run.warmup.0).as_secs_f64();
+    let mut steps: Vec<CapacityStep> = Vec::new();
+    let mut best: Option<(CapacityStep, CellStats, Histogram<u64>)> = None;
+    let mut good: Option<f64> = None;
+    let mut tried: Vec<(f64, Outcome)> = Vec::new();
+    let mut rate = c.start_rate;
+    let mut refine_left = c.refine_steps;
+    let mut step_hists = Vec::new();
+    let mut first: Option<(CellStats, Histogram<u64>)> = None;
+    let stopped = loop {
+        let mut params = plan.params.clone();
+        params.rate = Some(rate);
+        progress.phase(&format!("{} @ {:.0}/s", plan.id, rate), secs);
+        let m = measure_rate(session, cfg, &params, t, target_us, progress)?;
+        let stats = m.stats;
+        let lat = at_percentile(&m.merged, c.percentile);
+        let judged = m
+            .interval
+            .map(|iv| inference::judge(&iv, target_us, false))
+            .unwrap_or(if lat <= target_us {
+                Judgement::Pass
+            } else {
+                Judgement::Fail
+            });
+        let (verdict, why_not) = if !stats.integrity_ok() || stats.errors > 0 {
+            (
+                "fails",
+                Some(format!(
+                    "integrity: {} mismatches, {} lost, {} errors",
+                    stats.mismatches, stats.lost, stats.errors
+                )),
+            )
+        } else if stats.ops_per_sec < 0.95 * rate {
+            (
+                "fails",
+                Some(format!("achieved only {:.0}/s", stats.ops_per_sec)),
+            )
+        } else {
+            let p = format!("p{} = {}", c.percentile, crate::report::fmt_us(lat));
+            let ivs = m
+                .interval
+                .map(|iv| {
+                    format!(
+                        " [{}, {}]",
+                        crate::report::fmt_us(iv.low),
+                        crate::report::fmt_us(iv.high)
+                    )
+                })
+                .unwrap_or_default();
+            match judged {
+                Judgement::Pass => ("holds", None),
+                Judgement::Fail => ("fails", Some(format!("{p}{ivs} > target"))),
+                Judgement::Inconclusive => (
+                    "inconclusive",
+                    Some(format!("{p}{ivs} contains the target")),
+                ),
+            }
+        };
+        let holds = verdict == "holds";
+        if first.is_none() {
+            first = Some((stats.clone(), m.merged.clone()));
+        }
+        progress.finish(&format!(
+            "{:.0} ops/s, p{} {} ({} repeats) -> {verdict}",
+            stats.ops_per_sec,
+            c.percentile,
+            crate::report::fmt_us(lat),
+            m.repeats.len()
+        ));
+        let step = CapacityStep {
+            round,
+            rate,
+            ops_per_sec: stats.ops_per_sec,
+            latency_us_at_percentile: lat,
+            interval_us: m.interval,
+            repeats: m.repeats.len() as u32,
+            latency_us: stats.latency_us,
+            holds,
+            verdict: verdict.into(),
+            why_not,
+        };
+        steps.push(step.clone());
+        step_hists.push(m.merged.clone());
+        tried.push((rate, Outcome::of_verdict(verdict)));
+        if holds && good.is_none_or(|g| rate > g) {
+            good = Some(rate);
+            best = Some((step, stats, m.merged));
+        }
+        rate = match next_rate(c, &tried, &mut refine_left) {
+            Ok(next) => next,
+            Err(why) => break why,
+        };
+    };
+    let pts: Vec<(f64, f64)> = steps
+        .iter()
+        .map(|s| (s.ops_per_sec, s.latency_us_at_percentile))
+        .collect();
+    let k = knee(&pts);
+    let bracket = Bracket::of(&tried);
+    let res = CapacityResult {
+        cell: plan.id.clone(),
+        percentile: c.percentile,
+        target_latency_us: target_us,
+        max_rate_holding: good,
+        min_rate_failing: bracket.failing,
+        capacity_estimate: good.map(|g| match bracket.not_holding {
+            Some(b) => (g + b) / 2.0,
+            None => g,
+        }),
+        max_ops_holding: best.as_ref().map(|b| b.0.ops_per_sec),
+        knee_rate: k.map(|k| k.0),
+        knee_latency_us: k.map(|k| k.1),
+        steps,
+        stopped,
+        rounds: Vec::new(),
+    };
+    let summary = match (best, first) {
+        (Some((_, s, h)), _) | (None, Some((s, h))) => Some((s, h)),
+        (None, None) => None,
+    };
+    Ok(CellSearch {
+        res,
+        summary,
+        step_hists,
+    })
+}
+
+/// One cell's rounds as one result: the interval is the envelope of the
+/// rounds' intervals (the lowest holding rate of any round's best, the
+/// highest failing rate, not reached if any round reached none), the
+/// estimate the median of the rounds' estimates, the knee that of all steps.
+fn combine_rounds(mut rounds: Vec<CellSearch>) -> CellSearch {
+    if rounds.len() == 1 {
+        let mut one = rounds.pop().expect("one round");
+        one.res.rounds = vec![CapacityRound::of(&one.res)];
+        return one;
+    }
+    let per_round: Vec<CapacityRound> = rounds.iter().map(|r| CapacityRound::of(&r.res)).collect();
+    let all = |f: fn(&CapacityRound) -> Option<f64>| -> Option<Vec<f64>> {
+        per_round.iter().map(f).collect()
+    };
+    let low = all(|r| r.max_rate_holding).map(|v| v.into_iter().fold(f64::INFINITY, f64::min));
+    let high = all(|r| r.min_rate_failing).map(|v| v.into_iter().fold(0.0, f64::max));
+    let estimate = all(|r| r.capacity_estimate).map(|mut v| {
+        v.sort_by(f64::total_cmp);
+        let n = v.len();
+        if n % 2 == 1 {
+            v[n / 2]
+        } else {
+            (v[n / 2 - 1] + v[n / 2]) / 2.0
+        }
+    });
+    // The conservative round (lowest holding rate) gives the summary.
+    let pick = rounds
+        .iter()
+        .position(|r| r.res.max_rate_holding == low && low.is_some())
+        .unwrap_or(0);
+    let steps: Vec<CapacityStep> = rounds.iter().flat_map(|r| r.res.steps.clone()).collect();
+    let pts: Vec<(f64, f64)> = steps
+        .iter()
+        .map(|s| (s.ops_per_sec, s.latency_us_at_percentile))
+        .collect();
+    let k = knee(&pts);
+    let stopped = per_round
+        .iter()
+        .enumerate()
+        .map(|(i, r)| format!("round {}: {}", i + 1, r.stopped))
+        .collect::<Vec<_>>()
+        .join("; ");
+    let step_hists = rounds
+        .iter_mut()
+        .flat_map(|r| std::mem::take(&mut r.step_hists))
+        .collect();
+    let chosen = rounds.swap_remove(pick);
+    CellSearch {
+        res: CapacityResult {
+            max_rate_holding: low,
+            min_rate_failing: high,
+            capacity_estimate: estimate,
+            knee_rate: k.map(|k| k.0),
+            knee_latency_us: k.map(|k| k.1),
+            steps,
+            stopped,
+            rounds: per_round,
+            ..chosen.res
+        },
+        summary: chosen.summary,
+        step_hists,
+    }
+}
+
 /// Runs the capacity search for every cell of the config (rates in the sweep are ignored).
 pub fn run(
     cfg: &BenchConfig,
@@ -305,133 +541,34 @@ pub fn run(
     let mut cells = Vec::new();
     let mut results = Vec::new();
     let mut hists = Vec::new();
-    let secs = (c.step_duration.0 * c.min_repeats + cfg.run.warmup.0).as_secs_f64();
-    for plan in &plans {
-        let t = match session.start_cell(cfg, plan, progress, &mut notes)? {
-            Ok(t) => t,
-            Err(_) => continue,
-        };
-        let mut steps: Vec<CapacityStep> = Vec::new();
-        let mut best: Option<(CapacityStep, CellStats, Histogram<u64>)> = None;
-        let mut good: Option<f64> = None;
-        let mut tried: Vec<(f64, Outcome)> = Vec::new();
-        let mut rate = c.start_rate;
-        let mut refine_left = c.refine_steps;
-        let mut step_hists = Vec::new();
-        let mut first: Option<(CellStats, Histogram<u64>)> = None;
-        let stopped = loop {
-            let mut params = plan.params.clone();
-            params.rate = Some(rate);
-            progress.phase(&format!("{} @ {:.0}/s", plan.id, rate), secs);
-            let m = measure_rate(&session, cfg, &params, &t, target_us, progress)?;
-            let stats = m.stats;
-            let lat = at_percentile(&m.merged, c.percentile);
-            let judged = m
-                .interval
-                .map(|iv| inference::judge(&iv, target_us, false))
-                .unwrap_or(if lat <= target_us {
-                    Judgement::Pass
-                } else {
-                    Judgement::Fail
-                });
-            let (verdict, why_not) = if !stats.integrity_ok() || stats.errors > 0 {
-                (
-                    "fails",
-                    Some(format!(
-                        "integrity: {} mismatches, {} lost, {} errors",
-                        stats.mismatches, stats.lost, stats.errors
-                    )),
-                )
-            } else if stats.ops_per_sec < 0.95 * rate {
-                (
-                    "fails",
-                    Some(format!("achieved only {:.0}/s", stats.ops_per_sec)),
-                )
-            } else {
-                let p = format!("p{} = {}", c.percentile, crate::report::fmt_us(lat));
-                let ivs = m
-                    .interval
-                    .map(|iv| {
-                        format!(
-                            " [{}, {}]",
-                            crate::report::fmt_us(iv.low),
-                            crate::report::fmt_us(iv.high)
-                        )
-                    })
-                    .unwrap_or_default();
-                match judged {
-                    Judgement::Pass => ("holds", None),
-                    Judgement::Fail => ("fails", Some(format!("{p}{ivs} > target"))),
-                    Judgement::Inconclusive => (
-                        "inconclusive",
-                        Some(format!("{p}{ivs} contains the target")),
-                    ),
-                }
+    let rounds = c.rounds.max(1);
+    let mut searches: Vec<Vec<CellSearch>> = plans.iter().map(|_| Vec::new()).collect();
+    // Rounds interleave the targets (A B C, A B C), so drift over minutes
+    // shows in every target's interval instead of favouring one.
+    for round in 0..rounds {
+        for (plan, done) in plans.iter().zip(searches.iter_mut()) {
+            let t = match session.start_cell(cfg, plan, progress, &mut notes)? {
+                Ok(t) => t,
+                Err(_) => continue,
             };
-            let holds = verdict == "holds";
-            if first.is_none() {
-                first = Some((stats.clone(), m.merged.clone()));
-            }
-            progress.finish(&format!(
-                "{:.0} ops/s, p{} {} ({} repeats) -> {verdict}",
-                stats.ops_per_sec,
-                c.percentile,
-                crate::report::fmt_us(lat),
-                m.repeats.len()
-            ));
-            let step = CapacityStep {
-                rate,
-                ops_per_sec: stats.ops_per_sec,
-                latency_us_at_percentile: lat,
-                interval_us: m.interval,
-                repeats: m.repeats.len() as u32,
-                latency_us: stats.latency_us,
-                holds,
-                verdict: verdict.into(),
-                why_not,
-            };
-            steps.push(step.clone());
-            step_hists.push(m.merged.clone());
-            tried.push((rate, Outcome::of_verdict(verdict)));
-            if holds && good.is_none_or(|g| rate > g) {
-                good = Some(rate);
-                best = Some((step, stats, m.merged));
-            }
-            rate = match next_rate(c, &tried, &mut refine_left) {
-                Ok(next) => next,
-                Err(why) => break why,
-            };
-        };
-        t.stop();
-        let pts: Vec<(f64, f64)> = steps
-            .iter()
-            .map(|s| (s.ops_per_sec, s.latency_us_at_percentile))
-            .collect();
-        let k = knee(&pts);
-        let bracket = Bracket::of(&tried);
-        let res = CapacityResult {
-            cell: plan.id.clone(),
-            percentile: c.percentile,
-            target_latency_us: target_us,
-            max_rate_holding: good,
-            min_rate_failing: bracket.failing,
-            capacity_estimate: good.map(|g| match bracket.not_holding {
-                Some(b) => (g + b) / 2.0,
-                None => g,
-            }),
-            max_ops_holding: best.as_ref().map(|b| b.0.ops_per_sec),
-            knee_rate: k.map(|k| k.0),
-            knee_latency_us: k.map(|k| k.1),
-            steps,
-            stopped,
-        };
-        // The cell's summary is the best holding step; when none held, the
-        // first step, so the table still shows what the target did.
-        let (summary, hdr) = match (&best, &first) {
-            (Some((_, s, h)), _) | (None, Some((s, h))) => {
-                (s.clone(), crate::export::encode_histogram(h))
-            }
-            (None, None) => (CellStats::default(), None),
+            let found = search_cell(&session, cfg, plan, &t, target_us, round, progress);
+            t.stop();
+            done.push(found?);
+        }
+    }
+    let mut seen = std::collections::HashSet::new();
+    notes.retain(|n| seen.insert(n.clone()));
+    for (plan, done) in plans.iter().zip(searches) {
+        if done.is_empty() {
+            continue;
+        }
+        let found = combine_rounds(done);
+        // The cell's summary is the best holding step of the round that
+        // set the interval's low end; when none held, the first step, so
+        // the table still shows what the target did.
+        let (summary, hdr) = match &found.summary {
+            Some((s, h)) => (s.clone(), crate::export::encode_histogram(h)),
+            None => (CellStats::default(), None),
         };
         cells.push(CellResult {
             id: plan.id.clone(),
@@ -443,8 +580,8 @@ pub fn run(
             ratio_to_reference: None,
             latency_hdr: hdr,
         });
-        results.push(res);
-        hists.push(step_hists);
+        results.push(found.res);
+        hists.push(found.step_hists);
     }
     let verify = if cfg.run.verify {
         let missing_is_failure = cfg.run.preload && cfg.workload.mix.del == 0;
@@ -580,6 +717,87 @@ mod tests {
         let (rates, why) = search(&c, 100.0);
         assert_eq!(rates, vec![1_000.0, 500.0]);
         assert_eq!(why, "no rate down to min_rate 300/s holds");
+    }
+
+    fn round_of(
+        round: u32,
+        good: Option<f64>,
+        failing: Option<f64>,
+        estimate: Option<f64>,
+    ) -> CellSearch {
+        let step = CapacityStep {
+            round,
+            rate: good.unwrap_or(1.0),
+            ops_per_sec: good.unwrap_or(1.0),
+            latency_us_at_percentile: 100.0 + f64::from(round),
+            interval_us: None,
+            repeats: 3,
+            latency_us: LatencyUs::default(),
+            holds: good.is_some(),
+            verdict: "holds".into(),
+            why_not: None,
+        };
+        let mut hist = crate::stats::new_histogram();
+        hist.record(u64::from(round) + 1).unwrap();
+        CellSearch {
+            res: CapacityResult {
+                cell: "c".into(),
+                percentile: 99.0,
+                target_latency_us: 5000.0,
+                max_rate_holding: good,
+                min_rate_failing: failing,
+                capacity_estimate: estimate,
+                max_ops_holding: good,
+                knee_rate: None,
+                knee_latency_us: None,
+                steps: vec![step],
+                stopped: format!("stop {round}"),
+                rounds: Vec::new(),
+            },
+            summary: Some((CellStats::default(), hist.clone())),
+            step_hists: vec![hist],
+        }
+    }
+
+    #[test]
+    fn rounds_combine_into_the_envelope_of_their_intervals() {
+        let both = combine_rounds(vec![
+            round_of(0, Some(130e3), Some(200e3), Some(140e3)),
+            round_of(1, Some(100e3), Some(150e3), Some(120e3)),
+        ]);
+        let r = &both.res;
+        assert_eq!(
+            (r.max_rate_holding, r.min_rate_failing),
+            (Some(100e3), Some(200e3))
+        );
+        assert_eq!(r.capacity_estimate, Some(130e3));
+        assert_eq!(r.stopped, "round 1: stop 0; round 2: stop 1");
+        assert_eq!(
+            (r.steps.len(), both.step_hists.len(), r.rounds.len()),
+            (2, 2, 2)
+        );
+        // The summary comes from the round that set the low end.
+        assert_eq!(r.max_ops_holding, Some(100e3));
+        assert_eq!(both.summary.unwrap().1.max(), 2);
+        // A round that reached no failing rate leaves the top open; one in
+        // which nothing held leaves no capacity at all.
+        let open = combine_rounds(vec![
+            round_of(0, Some(100e3), Some(150e3), Some(120e3)),
+            round_of(1, Some(130e3), None, Some(130e3)),
+        ]);
+        assert_eq!(open.res.min_rate_failing, None);
+        let none = combine_rounds(vec![
+            round_of(0, Some(100e3), Some(150e3), Some(120e3)),
+            round_of(1, None, Some(1e3), None),
+        ]);
+        assert_eq!(
+            (none.res.max_rate_holding, none.res.capacity_estimate),
+            (None, None)
+        );
+        // One round is itself, with its bracket listed.
+        let one = combine_rounds(vec![round_of(0, Some(1e3), Some(2e3), Some(1.5e3))]);
+        assert_eq!(one.res.rounds.len(), 1);
+        assert_eq!(one.res.stopped, "stop 0");
     }
 
     #[test]

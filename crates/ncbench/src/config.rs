@@ -938,8 +938,15 @@ pub struct CapacitySpec {
     /// Two-sided confidence of the percentile's interval.
     #[serde(default = "default_confidence")]
     pub confidence: f64,
+    /// Whole searches per target, interleaved across targets; the capacity
+    /// interval is the envelope of the rounds' intervals.
+    #[serde(default = "default_rounds")]
+    pub rounds: u32,
 }
 
+fn default_rounds() -> u32 {
+    1
+}
 fn default_min_repeats() -> u32 {
     3
 }
@@ -965,6 +972,7 @@ impl Default for CapacitySpec {
             max_repeats: default_max_repeats(),
             precision: default_precision(),
             confidence: default_confidence(),
+            rounds: default_rounds(),
         }
     }
 }
@@ -1493,6 +1501,9 @@ impl BenchConfig {
         }
         if c.step_duration.0.is_zero() {
             return Err(self.err("capacity.step_duration", "must be positive"));
+        }
+        if !(1..=10).contains(&c.rounds) {
+            return Err(self.err("capacity.rounds", "must be between 1 and 10"));
         }
         if c.refine_steps > 20 {
             return Err(self.err("capacity.refine_steps", "must be at most 20"));

@@ -137,12 +137,31 @@ pub fn table(r: &RunResult) -> String {
                 _ => "no rate held".into(),
             }
         );
+        if cap.rounds.len() > 1 {
+            for (i, r) in cap.rounds.iter().enumerate() {
+                let _ = writeln!(
+                    s,
+                    "round {}: {}, interval [{}, {}] /s",
+                    i + 1,
+                    r.capacity_estimate
+                        .map(|e| format!("{e:.0}/s"))
+                        .unwrap_or_else(|| "no rate held".into()),
+                    r.max_rate_holding
+                        .map(|g| format!("{g:.0}"))
+                        .unwrap_or_else(|| "-".into()),
+                    r.min_rate_failing
+                        .map(|f| format!("{f:.0}"))
+                        .unwrap_or_else(|| "not reached".into())
+                );
+            }
+        }
         if let (Some(kr), Some(kl)) = (cap.knee_rate, cap.knee_latency_us) {
             let _ = writeln!(s, "knee: {kr:.0} ops/s at {}", fmt_us(kl));
         }
         let _ = writeln!(
             s,
-            "{:>12} {:>12} {:>10} {:>21} {:>4} {:>12}  note",
+            "{:>5} {:>12} {:>12} {:>10} {:>21} {:>4} {:>12}  note",
+            "round",
             "rate",
             "ops/s",
             format!("p{}", cap.percentile),
@@ -157,7 +176,8 @@ pub fn table(r: &RunResult) -> String {
                 .unwrap_or_default();
             let _ = writeln!(
                 s,
-                "{:>12.0} {:>12.0} {:>10} {:>21} {:>4} {:>12}  {}",
+                "{:>5} {:>12.0} {:>12.0} {:>10} {:>21} {:>4} {:>12}  {}",
+                st.round + 1,
                 st.rate,
                 st.ops_per_sec,
                 fmt_us(st.latency_us_at_percentile),

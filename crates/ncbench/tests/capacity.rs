@@ -1,13 +1,17 @@
 //! Capacity search against a real redis-server: with a generous latency
 //! target every step holds until max_rate; with an impossible one the search
 //! steps down from the start rate to min_rate, nothing holds and the run's
-//! verdict fails. Rates are small, so the
+//! verdict fails; rounds repeat the whole search. Rates are small, so the
 //! outcome depends on the schedule, not on the speed of the machine.
 use nc_harness::RedisServer;
 use ncbench::config::from_toml_str;
 use ncbench::progress::Quiet;
 
 fn config(r: &RedisServer, target: &str) -> ncbench::BenchConfig {
+    config_with(r, target, "")
+}
+
+fn config_with(r: &RedisServer, target: &str, extra: &str) -> ncbench::BenchConfig {
     from_toml_str(
         &format!(
             r#"
@@ -31,6 +35,7 @@ max_rate = 2500
 growth = 2
 step_duration = "300ms"
 refine_steps = 2
+{extra}
 "#,
             r.addr()
         ),
@@ -71,4 +76,30 @@ fn impossible_target_steps_down_to_min_rate_then_fails() {
     assert!(!r.verdict.pass);
     // The table still shows what the target did at the failing rates.
     assert!(r.cells[0].summary.requests > 0);
+}
+
+#[test]
+fn rounds_repeat_the_search_and_the_table_shows_each() {
+    let redis = RedisServer::start().unwrap();
+    let (r, hists) =
+        ncbench::capacity::run(&config_with(&redis, "1ns", "rounds = 2"), &Quiet).unwrap();
+    let c = &r.capacity[0];
+    let per_round: Vec<(u32, f64)> = c.steps.iter().map(|s| (s.round, s.rate)).collect();
+    assert_eq!(
+        per_round,
+        vec![
+            (0, 500.0),
+            (0, 250.0),
+            (0, 125.0),
+            (1, 500.0),
+            (1, 250.0),
+            (1, 125.0)
+        ],
+        "{c:?}"
+    );
+    assert_eq!(c.rounds.len(), 2);
+    assert_eq!(hists[0].len(), 6);
+    assert!(c.stopped.starts_with("round 1: no rate"), "{}", c.stopped);
+    let table = ncbench::report::table(&r);
+    assert!(table.contains("round 2: no rate held"), "{table}");
 }
