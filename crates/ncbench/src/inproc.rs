@@ -101,11 +101,16 @@ fn start_inner(
         busy_poll: std::time::Duration::from_micros(u64::from(busy_poll_us)),
         ..nc_proxy::RunOptions::default()
     };
+    // The proxy's threads are the new ones with its names: two proxies
+    // starting at once in one process (parallel tests) would take each
+    // other's, and the syscalls of one that stopped would vanish.
+    let starting = START.lock().unwrap_or_else(|e| e.into_inner());
     let before = affinity::thread_ids();
     let p = affinity::on_cpus(cpus, || nc_proxy::start(cfg, opts))
         .map_err(|e| BenchError::setup(format!("ncproxy in-process: cannot pin: {e}")))?
         .map_err(|e| BenchError::setup(format!("ncproxy in-process: {e}")))?;
     let threads_cpus = proxy_threads(&before);
+    drop(starting);
     let stats = p.stats_addr();
     Ok(InProcProxy {
         proxy: Mutex::new(Some(p)),
@@ -113,6 +118,9 @@ fn start_inner(
         threads_cpus,
     })
 }
+
+/// Held while a proxy starts and its threads are identified.
+static START: Mutex<()> = Mutex::new(());
 
 /// The proxy's threads: the ones new since `before` that carry its names (the
 /// name also keeps out threads other code in this process started meanwhile).
