@@ -626,7 +626,19 @@ fn ejection_is_shared_by_workers() {
     assert_eq!(s, r, "ncproxy's ejection count differs from nutcracker's");
 }
 
-/// ncproxy's extra stats keys: per pool and per server.
+/// ncproxy's extra stats keys: top level (per worker, summed), per pool and
+/// per server.
+const EXTRA_TOP_KEYS: [&str; 9] = [
+    "wait_spins",
+    "wait_spin_hits",
+    "wait_parks",
+    "wait_spin_us",
+    "wait_wakeup_ns",
+    "wait_gap_ns",
+    "clients_parked",
+    "client_parks",
+    "client_resumes",
+];
 const EXTRA_POOL_KEYS: [&str; 8] = [
     "client_send_syscalls",
     "client_send_iovecs",
@@ -770,6 +782,7 @@ fn check_layout(rj: &Json, sj: &Json, n_servers: usize) {
     let extra = |path: &str| {
         let parts: Vec<&str> = path.split('/').collect();
         match parts.as_slice() {
+            [k] => EXTRA_TOP_KEYS.contains(k),
             [_pool, k] => EXTRA_POOL_KEYS.contains(k),
             [_pool, _server, k] => EXTRA_SERVER_KEYS.contains(k),
             _ => false,
@@ -800,7 +813,9 @@ fn check_layout(rj: &Json, sj: &Json, n_servers: usize) {
     }
     assert_eq!(
         extras.len(),
-        EXTRA_POOL_KEYS.len() * n_pools + EXTRA_SERVER_KEYS.len() * n_servers,
+        EXTRA_TOP_KEYS.len()
+            + EXTRA_POOL_KEYS.len() * n_pools
+            + EXTRA_SERVER_KEYS.len() * n_servers,
         "ncproxy's extra stats keys: {extras:?}"
     );
 }

@@ -13,7 +13,8 @@
 //! wrap-around), so `-s 4294967297` is port 1, exactly as in nutcracker.
 //!
 //! Extensions are long-only (`--workers`, `--send-mode`, `--iov-max`,
-//! `--send-limit`, `--prometheus-port`, `--busy-poll`) and must be spelled in full, so that
+//! `--send-limit`, `--prometheus-port`, `--busy-poll`, `--wait`, `--wait-cap`) and must be
+//! spelled in full, so that
 //! every abbreviation nutcracker accepts keeps meaning the same option.
 
 use std::ffi::OsString;
@@ -35,6 +36,19 @@ pub const MIN_MBUF_SIZE: usize = 512;
 pub const MAX_MBUF_SIZE: usize = 16_777_216;
 /// The longest `--busy-poll` window, in microseconds (10 ms).
 pub const MAX_BUSY_POLL_US: u32 = 10_000;
+/// `--wait-cap` default: adaptive spinning may take 30% of a worker's CPU.
+pub const DEFAULT_WAIT_CAP_PERCENT: u8 = 30;
+
+/// `--wait` (extension): what a worker does when it runs out of work.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum WaitMode {
+    /// Block in `epoll_wait` at once, as nutcracker does (the default).
+    #[default]
+    Sleep,
+    /// Spin first when recent work came back sooner than a wakeup costs,
+    /// within `--wait-cap` percent of the CPU.
+    Adaptive,
+}
 
 /// The nutcracker version ncproxy is compatible with.
 pub const NUTCRACKER_VERSION: &str = "0.5.0";
@@ -90,6 +104,11 @@ pub struct Options {
     /// `--busy-poll` (extension): microseconds a worker keeps polling after
     /// activity before it sleeps; 0 = off.
     pub busy_poll_us: u32,
+    /// `--wait` (extension): sleep (default) or adaptive.
+    pub wait: WaitMode,
+    /// `--wait-cap` (extension): the most CPU adaptive spinning may take,
+    /// in percent of a worker's thread (1..=100).
+    pub wait_cap_percent: u8,
 }
 
 impl Default for Options {
@@ -110,6 +129,8 @@ impl Default for Options {
             send_limit: None,
             prometheus_port: None,
             busy_poll_us: 0,
+            wait: WaitMode::Sleep,
+            wait_cap_percent: DEFAULT_WAIT_CAP_PERCENT,
         }
     }
 }
@@ -182,6 +203,18 @@ pub enum CliError {
     /// `--busy-poll` above its maximum.
     #[error("nutcracker: option --busy-poll value must be between 0 and {MAX_BUSY_POLL_US} usec")]
     BusyPollRange,
+    /// `--wait` missing its value.
+    #[error("nutcracker: option --wait requires a string")]
+    WaitMissing,
+    /// `--wait` value not recognised.
+    #[error("nutcracker: option --wait value '{0}' is not \"sleep\" or \"adaptive\"")]
+    InvalidWait(String),
+    /// `--wait-cap` outside 1..=100.
+    #[error("nutcracker: option --wait-cap value must be between 1 and 100 percent")]
+    WaitCapRange,
+    /// `--wait adaptive` together with `--busy-poll`.
+    #[error("nutcracker: options --wait adaptive and --busy-poll cannot be combined")]
+    WaitWithBusyPoll,
 }
 
 /// Option identities: nutcracker's short characters, then the extensions.
@@ -194,6 +227,8 @@ enum Opt {
     SendLimit,
     PrometheusPort,
     BusyPoll,
+    Wait,
+    WaitCap,
 }
 
 struct LongOpt {
@@ -242,6 +277,8 @@ const LONG_OPTIONS: &[LongOpt] = &[
     ext("send-limit", Opt::SendLimit),
     ext("prometheus-port", Opt::PrometheusPort),
     ext("busy-poll", Opt::BusyPoll),
+    ext("wait", Opt::Wait),
+    ext("wait-cap", Opt::WaitCap),
 ];
 
 /// nutcracker's short option string "hVtdDv:o:c:s:i:a:p:m:": (char, has_arg).
@@ -281,6 +318,8 @@ fn missing_value(opt: Opt) -> CliError {
         Opt::SendLimit => CliError::ExtRequiresNumber("send-limit"),
         Opt::PrometheusPort => CliError::ExtRequiresNumber("prometheus-port"),
         Opt::BusyPoll => CliError::ExtRequiresNumber("busy-poll"),
+        Opt::Wait => CliError::WaitMissing,
+        Opt::WaitCap => CliError::ExtRequiresNumber("wait-cap"),
     }
 }
 
@@ -406,6 +445,23 @@ fn apply(opt: Opt, value: &[u8], o: &mut Options, f: &mut Flags) -> Result<(), C
             }
             o.busy_poll_us = v as u32;
         }
+        Opt::Wait => {
+            o.wait = match value {
+                b"sleep" => WaitMode::Sleep,
+                b"adaptive" => WaitMode::Adaptive,
+                _ => return Err(CliError::InvalidWait(lossy(value))),
+            };
+        }
+        Opt::WaitCap => {
+            let v = num();
+            if v < 0 {
+                return Err(CliError::ExtRequiresNumber("wait-cap"));
+            }
+            if !(1..=100).contains(&v) {
+                return Err(CliError::WaitCapRange);
+            }
+            o.wait_cap_percent = v as u8;
+        }
     }
     Ok(())
 }
@@ -492,6 +548,9 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<CliAction, CliE
         // Anything else is a non-option: GNU getopt permutes it away and
         // nutcracker ignores it.
     }
+    if opts.wait == WaitMode::Adaptive && opts.busy_poll_us > 0 {
+        return Err(CliError::WaitWithBusyPoll);
+    }
 
     Ok(if flags.show_help {
         CliAction::Help
@@ -546,6 +605,8 @@ pub fn usage_text() -> String {
          \x20     --send-limit=N     : override every pool's send_limit in bytes\r\n\
          \x20     --prometheus-port=N: serve prometheus metrics on this port (default: off)\r\n\
          \x20     --busy-poll=N      : poll N usec after activity before a worker sleeps (default: 0, off)\r\n\
+         \x20     --wait=S           : when a worker runs out of work: sleep (default) or adaptive\r\n\
+         \x20     --wait-cap=N       : most CPU percent adaptive waiting may spin (default: {DEFAULT_WAIT_CAP_PERCENT})\r\n\
          \n"
     )
 }
@@ -830,6 +891,12 @@ mod tests {
         assert_eq!(opts(&[]).busy_poll_us, 0, "off by default");
         assert_eq!(opts(&["--busy-poll=0"]).busy_poll_us, 0);
         assert_eq!(opts(&["--busy-poll=10000"]).busy_poll_us, 10_000);
+        assert_eq!(opts(&[]).wait, WaitMode::Sleep, "sleep by default");
+        assert_eq!(opts(&[]).wait_cap_percent, 30);
+        let o = opts(&["--wait", "adaptive", "--wait-cap=100"]);
+        assert_eq!((o.wait, o.wait_cap_percent), (WaitMode::Adaptive, 100));
+        assert_eq!(opts(&["--wait=sleep"]).wait, WaitMode::Sleep);
+        assert_eq!(opts(&["--wait-cap", "1"]).wait_cap_percent, 1);
         assert_eq!(
             opts(&["--send-mode", "batched"]).send_mode,
             Some(SendMode::Batched)
@@ -898,6 +965,27 @@ mod tests {
                 &["--busy-poll=10001"],
                 "nutcracker: option --busy-poll value must be between 0 and 10000 usec",
             ),
+            (&["--wait"], "nutcracker: option --wait requires a string"),
+            (
+                &["--wait=spin"],
+                "nutcracker: option --wait value 'spin' is not \"sleep\" or \"adaptive\"",
+            ),
+            (
+                &["--wait-cap=0"],
+                "nutcracker: option --wait-cap value must be between 1 and 100 percent",
+            ),
+            (
+                &["--wait-cap=101"],
+                "nutcracker: option --wait-cap value must be between 1 and 100 percent",
+            ),
+            (
+                &["--wait-cap=x"],
+                "nutcracker: option --wait-cap requires a number",
+            ),
+            (
+                &["--wait=adaptive", "--busy-poll=200"],
+                "nutcracker: options --wait adaptive and --busy-poll cannot be combined",
+            ),
             (&["--busy=100"], "nutcracker: invalid option -- '\0'"),
             // extensions cannot be abbreviated, so nutcracker's prefixes keep
             // their meaning
@@ -947,6 +1035,8 @@ mod tests {
             "--send-limit",
             "--prometheus-port",
             "--busy-poll",
+            "--wait=",
+            "--wait-cap",
         ] {
             assert!(u.contains(ext), "{ext} missing from usage");
         }

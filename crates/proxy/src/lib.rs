@@ -16,7 +16,8 @@
 //! - `conn`: the connection tasks: `client`, `server`, and `replies` (a
 //!   client's in-order reply queue and fragment coalescing).
 //! - `io`: the send chain (twemproxy's `msg_send_chain`), streams and their
-//!   readiness loops, raw syscalls (the only unsafe code), `--busy-poll`.
+//!   readiness loops, raw syscalls (the only unsafe code), `--busy-poll`,
+//!   `--wait adaptive`.
 //! - `stats`, `stats_server`: single-writer counters and the JSON endpoint.
 //! - `log`, `errno`: nutcracker-style log lines and error texts.
 #![deny(unsafe_code)]
@@ -62,6 +63,12 @@ pub struct RunOptions {
     /// `--busy-poll`: how long a worker keeps polling after activity before
     /// it blocks; zero (the default) blocks at once, as nutcracker does.
     pub busy_poll: Duration,
+    /// `--wait`: what a worker does when it runs out of work (block at
+    /// once, or spin first when that pays; see `io::wait`).
+    pub wait: nc_config::cli::WaitMode,
+    /// `--wait-cap`: the most CPU, in percent of a worker thread, that
+    /// adaptive waiting may spend spinning.
+    pub wait_cap_percent: u8,
 }
 
 impl Default for RunOptions {
@@ -73,6 +80,8 @@ impl Default for RunOptions {
             mbuf_size: nc_protocol::DEFAULT_MBUF_SIZE,
             prometheus: None,
             busy_poll: Duration::ZERO,
+            wait: nc_config::cli::WaitMode::Sleep,
+            wait_cap_percent: nc_config::cli::DEFAULT_WAIT_CAP_PERCENT,
         }
     }
 }
@@ -410,6 +419,8 @@ pub fn start(config: Config, opts: RunOptions) -> Result<RunningProxy, StartErro
         shared.tls.set(tls);
     }
     let admission = Arc::new(worker::Admission::new(&config, workers));
+    // Measured once, before the workers run (a few milliseconds).
+    let wakeup = (opts.wait == nc_config::cli::WaitMode::Adaptive).then(io::wait::wakeup_cost);
     let (control, control_rx) = watch::channel((worker::Control::Run, Duration::ZERO));
     let mut messages = Vec::new();
     let mut threads = Vec::new();
@@ -436,6 +447,7 @@ pub fn start(config: Config, opts: RunOptions) -> Result<RunningProxy, StartErro
             control: control_rx.clone(),
             messages: receiver,
             busy_poll: opts.busy_poll,
+            wait: wakeup.map(|cost| (opts.wait_cap_percent, cost)),
             health_checks: w == 0,
         };
         let thread = std::thread::Builder::new()

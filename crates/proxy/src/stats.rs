@@ -142,11 +142,44 @@ pub struct ClusterPoolStats {
     pub topology_changes: Counter,
 }
 
-/// Connection counters of one worker (nutcracker's top-level fields).
+/// Connection counters of one worker (nutcracker's top-level fields), and
+/// the worker's wait and idle-client counters.
 #[derive(Debug, Default)]
 pub struct WorkerStats {
     pub total_connections: Counter,
     pub curr_connections: Counter,
+    pub wait: WaitStats,
+    pub idle: IdleStats,
+}
+
+/// `--wait adaptive`: what the worker did each time it ran out of work.
+#[derive(Debug, Default)]
+pub struct WaitStats {
+    /// Times it spun (polled without blocking) instead of blocking at once.
+    pub spins: Counter,
+    /// Spins that ended because work arrived.
+    pub spin_hits: Counter,
+    /// Times it blocked in `epoll_wait` (after a spin that found nothing,
+    /// or at once because spinning would not pay or was over its CPU share).
+    pub parks: Counter,
+    /// Microseconds spent spinning with nothing to do.
+    pub spin_us: Counter,
+    /// The measured cost of waking the blocked worker, in nanoseconds.
+    pub wakeup_ns: Counter,
+    /// The recent gap between running out of work and new work (EWMA), in
+    /// nanoseconds.
+    pub gap_ns: Counter,
+}
+
+/// Idle clients parked outside the runtime (`conn::idle`).
+#[derive(Debug, Default)]
+pub struct IdleStats {
+    /// Clients parked now.
+    pub parked: Counter,
+    /// Times a client was parked.
+    pub parks: Counter,
+    /// Times a parked client was resumed (its socket became readable).
+    pub resumes: Counter,
 }
 
 impl PoolStats {
@@ -170,6 +203,8 @@ pub(crate) enum Kind {
     Gauge,
     /// Microseconds since the epoch; the latest across workers wins.
     Timestamp,
+    /// A per-worker measurement: the largest across workers is shown.
+    Max,
 }
 
 /// One stats field: its JSON name (nutcracker's), kind, `-D` text and value.
@@ -379,6 +414,64 @@ pub(crate) const SERVER_FIELDS: [Field<ServerStats>; 21] = [
     ),
 ];
 
+/// ncproxy's top-level fields, after nutcracker's `curr_connections`.
+pub(crate) const WORKER_FIELDS: [Field<WorkerStats>; 9] = [
+    field!(
+        wait_spins,
+        Counter,
+        "# times a worker out of work spun instead of blocking (--wait adaptive) [ncproxy]",
+        wait.spins
+    ),
+    field!(
+        wait_spin_hits,
+        Counter,
+        "# spins that ended because work arrived [ncproxy]",
+        wait.spin_hits
+    ),
+    field!(
+        wait_parks,
+        Counter,
+        "# times an adaptive worker blocked in epoll_wait [ncproxy]",
+        wait.parks
+    ),
+    field!(
+        wait_spin_us,
+        Counter,
+        "microseconds adaptive workers spun with nothing to do [ncproxy]",
+        wait.spin_us
+    ),
+    field!(
+        wait_wakeup_ns,
+        Max,
+        "measured cost of waking a blocked worker in nsec (largest worker) [ncproxy]",
+        wait.wakeup_ns
+    ),
+    field!(
+        wait_gap_ns,
+        Max,
+        "recent gap before new work in nsec, EWMA (largest worker) [ncproxy]",
+        wait.gap_ns
+    ),
+    field!(
+        clients_parked,
+        Gauge,
+        "# idle clients parked without a task or buffers [ncproxy]",
+        idle.parked
+    ),
+    field!(
+        client_parks,
+        Counter,
+        "# times an idle client was parked [ncproxy]",
+        idle.parks
+    ),
+    field!(
+        client_resumes,
+        Counter,
+        "# times a parked client was resumed [ncproxy]",
+        idle.resumes
+    ),
+];
+
 /// Per-node cluster fields (summed over workers), after the server fields.
 pub(crate) const NODE_CLUSTER_FIELDS: [Field<NodeClusterStats>; 6] = [
     field!(
@@ -472,6 +565,10 @@ pub fn describe() -> String {
         out.push_str(&format!("  {:<20}\"{}\"\n", field.name, field.help));
     }
     for field in &NODE_REFRESH_FIELDS {
+        out.push_str(&format!("  {:<20}\"{}\"\n", field.name, field.help));
+    }
+    out.push_str("worker stats (top level) [ncproxy]:\n");
+    for field in &WORKER_FIELDS {
         out.push_str(&format!("  {:<20}\"{}\"\n", field.name, field.help));
     }
     out

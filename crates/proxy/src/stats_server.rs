@@ -16,7 +16,7 @@ use tokio::sync::oneshot;
 use crate::pool::cluster::topology::ClusterShared;
 use crate::stats::{
     Field, Kind, NodeStats, PoolStats, ServerStats, WorkerStats, CLUSTER_POOL_FIELDS,
-    NODE_CLUSTER_FIELDS, NODE_REFRESH_FIELDS, POOL_FIELDS, SERVER_FIELDS,
+    NODE_CLUSTER_FIELDS, NODE_REFRESH_FIELDS, POOL_FIELDS, SERVER_FIELDS, WORKER_FIELDS,
 };
 
 /// The pools being counted: replaced as a whole on reload.
@@ -67,6 +67,11 @@ impl StatsSource {
             .iter()
             .map(|w| f(w))
             .fold(0u64, u64::wrapping_add)
+    }
+
+    /// One of ncproxy's top-level fields over every worker.
+    fn worker_value(&self, field: &Field<WorkerStats>) -> u64 {
+        combine(field.kind, self.workers.iter().map(|w| (field.get)(w)))
     }
 }
 
@@ -140,7 +145,7 @@ impl StatsLayout {
 /// increments and decrements, so they are summed like counters.
 fn combine(kind: Kind, values: impl Iterator<Item = u64>) -> u64 {
     match kind {
-        Kind::Timestamp => values.max().unwrap_or(0),
+        Kind::Timestamp | Kind::Max => values.max().unwrap_or(0),
         Kind::Counter | Kind::Gauge => values.fold(0u64, u64::wrapping_add),
     }
 }
@@ -162,6 +167,14 @@ impl StatsSource {
             self.sum(|w| w.total_connections.get()),
             self.sum(|w| w.curr_connections.get()),
         );
+        for field in &WORKER_FIELDS {
+            let _ = write!(
+                out,
+                ", \"{}\":{}",
+                field.name,
+                self.worker_value(field) as i64
+            );
+        }
         let layout = self.layout();
         // nutcracker separates the first pool (and a pool's first server) with
         // ", " and the following ones with ",".
@@ -214,6 +227,7 @@ impl StatsSource {
                     Kind::Counter => ("_total", "counter"),
                     Kind::Gauge => ("", "gauge"),
                     Kind::Timestamp => ("_microseconds", "gauge"),
+                    Kind::Max => ("", "gauge"),
                 };
                 let help = help.trim_start_matches("# ").trim_end_matches(" [ncproxy]");
                 let _ = writeln!(out, "# HELP ncproxy_{name}{suffix} {help}");
@@ -241,6 +255,14 @@ impl StatsSource {
             "connections open now",
             &mut one(self.sum(|w| w.curr_connections.get())),
         );
+        for field in &WORKER_FIELDS {
+            family(
+                field.name,
+                field.kind,
+                field.help,
+                &mut one(self.worker_value(field)),
+            );
+        }
         let layout = self.layout();
         let pools = &layout.config.pools;
         for field in &POOL_FIELDS {

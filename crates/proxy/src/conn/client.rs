@@ -29,55 +29,147 @@ const MAX_READS_IN_A_ROW: usize = 16;
 /// The key that routes commands without one (COMMAND, LOLWUT).
 const PLACEHOLDER_KEY: &[u8] = b"placeholder";
 
-/// Why a client connection ends.
+/// Why a client task ends.
 enum End {
     /// The client closed (or sent QUIT) and every reply went out.
     Eof,
     /// A protocol error or socket error: closed at once.
     Error,
+    /// Idle: the connection goes on parked, without a task (`conn::idle`).
+    Park,
 }
 
+/// What a client connection keeps across parking: everything but its
+/// socket, buffers and reply queue, which an idle client does not need.
+pub(crate) struct ClientConn {
+    handle: Rc<PoolHandle>,
+    /// The pool its requests are routed with.
+    pool: Rc<Pool>,
+    /// The handle generation `pool` was taken at.
+    generation: u64,
+    authenticated: bool,
+    slot: ClientSlot,
+}
+
+impl ClientConn {
+    /// The connection closed outside a task (parked, or while parking);
+    /// `eof`: as an idle client task would close on a drain.
+    pub(crate) fn closed(self, eof: bool) {
+        let stats = self.slot.pool.stats();
+        match eof {
+            true => stats.client_eof.incr(),
+            false => stats.client_err.incr(),
+        }
+    }
+}
+
+/// A client's place in the gauges and its admission slot, in the pool that
+/// accepted it (even if a reload swaps the pool its requests use). Held
+/// until the connection closes, also while it is parked.
+struct ClientSlot {
+    pool: Rc<Pool>,
+}
+
+impl ClientSlot {
+    fn open(pool: Rc<Pool>) -> ClientSlot {
+        pool.stats().client_connections.incr();
+        pool.conns.curr_connections.incr();
+        pool.conns.total_connections.incr();
+        ClientSlot { pool }
+    }
+}
+
+impl Drop for ClientSlot {
+    fn drop(&mut self) {
+        let pool = &self.pool;
+        pool.stats().client_connections.sub(1);
+        pool.conns.curr_connections.sub(1);
+        pool.worker.admission.release(&pool.shared);
+    }
+}
+
+/// Serves a newly accepted client (its admission slot already taken).
 pub(crate) async fn serve(stream: Stream, handle: Rc<PoolHandle>) {
-    // The pool at accept time keeps this client's gauges and admission slot,
-    // even if a reload swaps the pool its requests use.
     let pool = handle.current();
-    let stats = pool.stats();
-    stats.client_connections.incr();
-    pool.conns.curr_connections.incr();
-    pool.conns.total_connections.incr();
-    let wire = pool.dialect.wire();
+    let conn = ClientConn {
+        generation: handle.generation(),
+        authenticated: !pool.dialect.needs_auth(),
+        pool: pool.clone(),
+        slot: ClientSlot::open(pool),
+        handle,
+    };
+    run(stream, conn, true).await;
+}
+
+/// Runs a client task until the client closes or parks. `fresh`: it has
+/// never been parked (nor, then, sent anything).
+pub(crate) async fn run(stream: Stream, conn: ClientConn, fresh: bool) {
+    let accepted = conn.slot.pool.clone();
+    let stats = accepted.stats();
+    let wire = accepted.dialect.wire();
     let shared = Rc::new(ClientShared::new(
         wire,
-        pool.limits,
-        pool.client_output_limit,
+        accepted.limits,
+        accepted.client_output_limit,
     ));
-    let registration = pool.worker.register(&shared);
-    let _open = crate::io::busy_poll::OpenClient::new();
+    let worker = accepted.worker.clone();
+    let registration = worker.register(&shared);
+    let open = crate::io::busy_poll::OpenClient::new();
+    let ClientConn {
+        handle,
+        pool,
+        generation,
+        authenticated,
+        slot,
+    } = conn;
     let mut client = Client {
         stream,
         // Allocated on the first read: idle clients cost no buffer.
         rbuf: BytesMut::new(),
         shared: shared.clone(),
-        generation: handle.generation(),
+        generation,
         handle,
-        pool: pool.clone(),
+        pool,
         send_offset: 0,
         eof: false,
         quit: false,
-        authenticated: !pool.dialect.needs_auth(),
+        authenticated,
         wire,
         txn: None,
+        received: !fresh,
+        slot,
     };
     let end = poll_fn(|cx| client.poll(cx)).await;
+    drop(open);
+    worker.unregister(registration);
+    if let End::Park = end {
+        drop(shared);
+        let Client {
+            stream,
+            handle,
+            pool,
+            generation,
+            authenticated,
+            slot,
+            ..
+        } = client;
+        let conn = ClientConn {
+            handle,
+            pool,
+            generation,
+            authenticated,
+            slot,
+        };
+        worker.idle.park(&worker, stream, conn);
+        return;
+    }
     shared.close();
     flush_forward_errors(&shared, stats);
     match end {
-        End::Eof => stats.client_eof.incr(),
+        End::Eof | End::Park => stats.client_eof.incr(),
         End::Error => stats.client_err.incr(),
     }
-    stats.client_connections.sub(1);
-    pool.conns.curr_connections.sub(1);
-    pool.worker.unregister(registration);
+    // Dropping the client releases its slot (gauges, admission).
 }
 
 struct Client {
@@ -97,6 +189,9 @@ struct Client {
     wire: Wire,
     /// A cluster pool's transaction being queued (after MULTI).
     txn: Option<Transaction>,
+    /// The client has sent something (in this task or before it parked).
+    received: bool,
+    slot: ClientSlot,
 }
 
 /// A transaction queued between MULTI and EXEC (cluster pools): sent whole,
@@ -147,12 +242,33 @@ impl Client {
             }
             if !progress {
                 flush_forward_errors(&self.shared, self.pool.stats());
+                if self.should_park() {
+                    return Poll::Ready(End::Park);
+                }
                 return Poll::Pending;
             }
+            self.shared.active.set(true);
             crate::io::busy_poll::note_activity();
         }
         cx.waker().wake_by_ref();
         Poll::Pending
+    }
+
+    /// Whether to park now (see `conn::idle`): asked to by an idle sweep, or
+    /// a new client that sent nothing on a crowded worker; and idle.
+    fn should_park(&self) -> bool {
+        let requested = self.shared.park_requested.replace(false);
+        let worker = &self.slot.pool.worker;
+        let eager = !self.received && worker.active_clients() > crate::conn::idle::EAGER_PARK_ABOVE;
+        (requested || eager)
+            && !self.eof
+            && !self.quit
+            && self.txn.is_none()
+            && self.rbuf.is_empty()
+            && self.send_offset == 0
+            && self.shared.outstanding() == 0
+            && !worker.draining.get()
+            && worker.idle.can_park(&self.stream)
     }
 
     /// Reads and parses until the socket is drained, as nutcracker's
@@ -175,6 +291,7 @@ impl Client {
                 }
                 Poll::Ready(Ok(_)) => {
                     *progress = true;
+                    self.received = true;
                     crate::io::busy_poll::note_input();
                     self.parse_requests()?;
                 }

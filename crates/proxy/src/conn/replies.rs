@@ -56,6 +56,10 @@ pub(crate) struct ClientShared {
     wire: Wire,
     limits: Limits,
     forward_errors: Cell<u64>,
+    /// The client made progress since the last idle sweep (`conn::idle`).
+    pub(crate) active: Cell<bool>,
+    /// An idle sweep asks the client to park if it is still idle.
+    pub(crate) park_requested: Cell<bool>,
 }
 
 /// Marks a reply that is not a fragment.
@@ -77,6 +81,8 @@ impl ClientShared {
             wire,
             limits,
             forward_errors: Cell::new(0),
+            active: Cell::new(true),
+            park_requested: Cell::new(false),
         }
     }
 

@@ -51,7 +51,7 @@ const MAX_HOLD: Duration = Duration::from_micros(300);
 const SHARED_SWITCHES: i64 = 3;
 const SHARED_PERIOD: Duration = Duration::from_millis(1);
 /// How long polling stays off once the CPU turned out to be shared.
-const SHARED_BACKOFF: Duration = Duration::from_millis(10);
+pub(crate) const SHARED_BACKOFF: Duration = Duration::from_millis(10);
 
 /// One worker's poller state; one thread-local, so noting activity is one
 /// TLS access.
@@ -276,20 +276,20 @@ fn set_polling(on: bool) {
 
 /// Tells from the poller thread's involuntary context switches whether
 /// another task keeps wanting this CPU.
-struct SharedCpu {
+pub(crate) struct SharedCpu {
     period_start: Instant,
     switches_at_start: i64,
 }
 
 impl SharedCpu {
-    fn new() -> SharedCpu {
+    pub(crate) fn new() -> SharedCpu {
         SharedCpu {
             period_start: Instant::now(),
             switches_at_start: sys::thread_involuntary_switches(),
         }
     }
 
-    fn check(&mut self) -> bool {
+    pub(crate) fn check(&mut self) -> bool {
         let switches = sys::thread_involuntary_switches();
         if self.period_start.elapsed() >= SHARED_PERIOD {
             self.period_start = Instant::now();
@@ -300,10 +300,31 @@ impl SharedCpu {
     }
 }
 
+/// How many connection polls on this worker made progress so far.
+pub(crate) fn activity() -> u64 {
+    STATE.with(|s| s.activity.get())
+}
+
+/// Waits until a connection of this worker notes activity. The runtime
+/// blocks meanwhile (unless other tasks run).
+pub(crate) async fn park_until_activity() {
+    STATE.with(|s| s.parked.set(true));
+    poll_fn(|cx| {
+        STATE.with(|s| {
+            if s.parked.get() {
+                s.waker.register(cx.waker());
+                Poll::Pending
+            } else {
+                Poll::Ready(())
+            }
+        })
+    })
+    .await;
+}
+
 /// The poller task of one worker: polls (one zero-timeout I/O poll of the
 /// runtime per round) while there was activity within `window`, then parks.
 pub(crate) async fn run(window: Duration) {
-    let activity = || STATE.with(|s| s.activity.get());
     let mut shared = SharedCpu::new();
     loop {
         let mut seen = activity();
@@ -330,18 +351,7 @@ pub(crate) async fn run(window: Duration) {
             }
         }
         set_polling(false);
-        STATE.with(|s| s.parked.set(true));
-        poll_fn(|cx| {
-            STATE.with(|s| {
-                if s.parked.get() {
-                    s.waker.register(cx.waker());
-                    Poll::Pending
-                } else {
-                    Poll::Ready(())
-                }
-            })
-        })
-        .await;
+        park_until_activity().await;
     }
 }
 

@@ -1,11 +1,13 @@
 //! Socket I/O below the connection tasks: the send chain (`chain`), the
 //! stream type and its readiness loops (`stream`), TLS (`tls`), the raw syscalls (`sys`,
-//! the only unsafe code), the single-threaded task waker (`wake`) and
-//! `--busy-poll` (`busy_poll`). Nothing here knows a wire protocol.
+//! the only unsafe code), the single-threaded task waker (`wake`),
+//! `--busy-poll` (`busy_poll`) and `--wait adaptive` (`wait`). Nothing here
+//! knows a wire protocol.
 
 pub(crate) mod busy_poll;
 pub(crate) mod chain;
 pub(crate) mod stream;
 pub(crate) mod sys;
 pub(crate) mod tls;
+pub(crate) mod wait;
 pub(crate) mod wake;

@@ -4,7 +4,8 @@
 //! exactly one counted syscall and a short read or write can clear the
 //! socket's readiness without a second, wasted call. Also the few other
 //! libc calls the proxy needs: `sched_yield` and `getrusage` for
-//! `--busy-poll`, rlimits, daemonizing, and the fatal-signal handler
+//! `--busy-poll`, rlimits, daemonizing, registering the epoll set of parked
+//! idle clients with the runtime, `malloc_trim` after they parked, and the fatal-signal handler
 //! (SIGSEGV, SIGBUS, SIGABRT: one log line, then the default action).
 #![allow(unsafe_code)]
 
@@ -113,6 +114,27 @@ pub(crate) fn thread_involuntary_switches() -> i64 {
     // cannot fail on Linux.
     unsafe { libc::getrusage(libc::RUSAGE_THREAD, &mut usage) };
     usage.ru_nivcsw
+}
+
+/// Registers an epoll set (`mio::Poll`, the parked idle clients of a
+/// worker) with the runtime, readable when any of its sockets has an event.
+pub(crate) fn register_epoll_set(
+    poll: mio::Poll,
+) -> io::Result<tokio::io::unix::AsyncFd<mio::Poll>> {
+    // SAFETY: the AsyncFd owns the Poll, whose epoll descriptor is open and
+    // the same from its creation until it is dropped, with the AsyncFd.
+    unsafe { tokio::io::unix::AsyncFd::register_with_interest(poll, tokio::io::Interest::READABLE) }
+        .map_err(|e| e.into_parts().1)
+}
+
+/// Gives the allocator's free memory back to the kernel (glibc's
+/// `malloc_trim`), after a burst of freed client tasks; elsewhere nothing.
+pub(crate) fn trim_heap() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only walks and releases the allocator's free lists.
+    unsafe {
+        libc::malloc_trim(0);
+    }
 }
 
 /// The soft and hard RLIMIT_NOFILE.

@@ -209,10 +209,12 @@ pub(crate) async fn accept_loop(
                 let handle = handle.clone();
                 let tls = shared.tls.get().and_then(|tls| tls.listen.clone());
                 tokio::task::spawn_local(async move {
-                    if let Some(stream) = tls_handshake(stream, tls, &pool).await {
-                        client::serve(stream, handle).await;
+                    match tls_handshake(stream, tls, &pool).await {
+                        // The client releases its slot when it closes, which
+                        // may be after it was parked idle.
+                        Some(stream) => client::serve(stream, handle).await,
+                        None => admission.release(&shared),
                     }
-                    admission.release(&shared);
                 });
             }
             Err(e) => accept_failed(&handle.current(), e).await,

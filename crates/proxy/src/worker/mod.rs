@@ -63,6 +63,9 @@ pub(crate) struct WorkerSetup {
     pub(crate) messages: tokio::sync::mpsc::UnboundedReceiver<WorkerMsg>,
     /// `--busy-poll` window; zero: no poller.
     pub(crate) busy_poll: std::time::Duration,
+    /// `--wait adaptive`: its `--wait-cap` percent and the wakeup cost;
+    /// None: `--wait sleep`.
+    pub(crate) wait: Option<(u8, Duration)>,
     /// This worker runs the pools' health checks (worker 0 does).
     pub(crate) health_checks: bool,
 }
@@ -85,10 +88,17 @@ pub(crate) fn run(setup: WorkerSetup) {
             return;
         }
     };
+    let worker = Rc::new(WorkerCtx::new(
+        setup.index,
+        setup.stats.clone(),
+        setup.admission.clone(),
+    ));
     let local = tokio::task::LocalSet::new();
+    let serving = worker.clone();
     local.block_on(&runtime, async move {
+        let worker = serving;
         let WorkerSetup {
-            index,
+            index: _,
             config,
             pools,
             stats,
@@ -97,12 +107,16 @@ pub(crate) fn run(setup: WorkerSetup) {
             mut control,
             mut messages,
             busy_poll,
+            wait,
             health_checks,
         } = setup;
         if !busy_poll.is_zero() {
             tokio::task::spawn_local(crate::io::busy_poll::run(busy_poll));
         }
-        let worker = Rc::new(WorkerCtx::new(index));
+        if let Some((cap, wakeup)) = wait {
+            tokio::task::spawn_local(crate::io::wait::run(wakeup, cap, stats.clone()));
+        }
+        crate::conn::idle::start(&worker);
         let build = |config: &Arc<Config>, plans: Vec<PoolPlan>, mut old: Vec<Option<Running>>| {
             let mut running = Vec::with_capacity(plans.len());
             for (index, plan) in plans.into_iter().enumerate() {
@@ -202,4 +216,6 @@ pub(crate) fn run(setup: WorkerSetup) {
             }
         }
     });
+    // Parked clients are not tasks: the runtime's end does not close them.
+    worker.idle.close_all(&worker);
 }
