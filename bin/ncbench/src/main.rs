@@ -33,6 +33,14 @@ enum Cmd {
         /// What --target speaks.
         #[arg(long, value_enum, requires = "target", default_value = "redis")]
         protocol: ProtocolArg,
+        /// Speak TLS to --target (load, preload and read-back), verifying its
+        /// certificate for the host of HOST:PORT.
+        #[arg(long, requires = "target")]
+        tls: bool,
+        /// PEM CA file that verifies the --target's certificate (default: the
+        /// system's roots).
+        #[arg(long, value_name = "FILE", requires = "tls")]
+        tls_ca: Option<PathBuf>,
         /// Compare against this earlier result (--json output) with the config's [baseline] thresholds.
         #[arg(long, value_name = "BASE.json")]
         baseline: Option<PathBuf>,
@@ -205,6 +213,8 @@ fn real_main() -> Result<i32, ncbench::BenchError> {
             config,
             target,
             protocol,
+            tls,
+            tls_ca,
             baseline,
             out,
             over,
@@ -215,7 +225,8 @@ fn real_main() -> Result<i32, ncbench::BenchError> {
                         ProtocolArg::Redis => config::Protocol::Redis,
                         ProtocolArg::Memcache => config::Protocol::Memcache,
                     };
-                    let mut cfg = ncbench::target_config(&addr, protocol)?;
+                    let tls = tls.then_some(ncbench::TargetTls { ca: tls_ca });
+                    let mut cfg = ncbench::target_config(&addr, protocol, tls.as_ref())?;
                     ncbench::apply_overrides(&mut cfg, &over.get())?;
                     cfg
                 }

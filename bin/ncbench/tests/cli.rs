@@ -376,3 +376,98 @@ fn quick_target_drives_an_existing_server() {
     // --target replaces the config file: giving both is a usage error.
     assert_eq!(code(&ncbench(&["run", "x.toml", "--target", &addr])), 2);
 }
+
+/// `--target HOST:PORT --tls --tls-ca FILE`: an existing TLS server, driven,
+/// preloaded and read back over TLS; the flags' mistakes are exit 2.
+#[test]
+fn quick_target_over_tls() {
+    let pki = nc_harness::TestPki::generate().unwrap();
+    let redis = nc_harness::RedisServer::start_tls(&pki, false, &[]).unwrap();
+    let addr = redis.tls_addr().unwrap().to_string();
+    let ca = pki.ca.to_str().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("tls.json");
+    let quick = [
+        "-c",
+        "2",
+        "-P",
+        "4",
+        "--duration",
+        "300ms",
+        "--warmup",
+        "100ms",
+    ];
+    let mut args = vec!["run", "--target", &addr, "--tls", "--tls-ca", ca];
+    args.extend(quick);
+    args.extend(["--progress", "quiet", "--json", json.to_str().unwrap()]);
+    let o = ncbench(&args);
+    assert_eq!(code(&o), 0, "{}\n{}", stdout(&o), stderr(&o));
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let cell = &v["cells"][0];
+    assert!(cell["summary"]["requests"].as_u64().unwrap() > 0, "{cell}");
+    assert_eq!(cell["summary"]["mismatches"], 0);
+    assert!(cell["how"].as_str().unwrap().contains("over TLS"), "{cell}");
+    assert!(
+        v["verify"]["checked"].as_u64().unwrap() > 0,
+        "{}",
+        v["verify"]
+    );
+
+    // Plaintext to the TLS port does not get through.
+    let mut plain = vec!["run", "--target", &addr, "--progress", "quiet"];
+    plain.extend(quick);
+    assert_eq!(code(&ncbench(&plain)), 2);
+    // The test CA is not among the system's roots: refused.
+    let mut system = vec!["run", "--target", &addr, "--tls", "--progress", "quiet"];
+    system.extend(quick);
+    let o = ncbench(&system);
+    assert_eq!(code(&o), 2, "{}", stdout(&o));
+    // Bad flags: one line naming the flag, exit 2.
+    assert_config_error(
+        &ncbench(&[
+            "run",
+            "--target",
+            &addr,
+            "--tls",
+            "--tls-ca",
+            "/no/such/ca.pem",
+        ]),
+        "command line",
+        "--tls-ca",
+    );
+    assert_eq!(code(&ncbench(&["run", "--tls"])), 2, "--tls needs --target");
+}
+
+/// nutcracker has no TLS: asking for it is a config error (exit 2, one
+/// line with the file, the key and why), before anything starts.
+#[test]
+fn nutcracker_with_tls_is_a_config_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let client = write(
+        dir.path(),
+        "nut-tls.toml",
+        "[[target]]\nkind = \"ncproxy\"\ntls = true\n[[target]]\nkind = \"nutcracker\"\ntls = true\n",
+    );
+    for cmd in ["run", "check"] {
+        let o = ncbench(&[cmd, client.to_str().unwrap()]);
+        assert_config_error(&o, "nut-tls.toml", "target[1].tls");
+        assert!(
+            stderr(&o).contains("nutcracker has no TLS"),
+            "{}",
+            stderr(&o)
+        );
+    }
+    let servers = write(
+        dir.path(),
+        "nut-server-tls.toml",
+        "[backends]\ntls = true\n[[target]]\nkind = \"nutcracker\"\nserver_tls = true\n",
+    );
+    let o = ncbench(&["run", servers.to_str().unwrap()]);
+    assert_config_error(&o, "nut-server-tls.toml", "target[0].server_tls");
+    assert!(
+        stderr(&o).contains("nutcracker has no TLS"),
+        "{}",
+        stderr(&o)
+    );
+}

@@ -287,12 +287,32 @@ impl Session {
             progress.note(&msg);
             notes.push(msg);
         }
+        let pki = match needs_pki(cfg) {
+            true => Some(Arc::new(crate::tls::Pki::generate()?)),
+            false => None,
+        };
         let backends = target::start_backends(
             &cfg.backends,
             cfg.workload.protocol,
             cfg.workload.value_size.bounds().1,
             cfg.placement.cpus().backends.as_ref(),
+            pki,
         )?;
+        if let Some(p) = &backends.pki {
+            let dir = p.ca().parent().map(|d| d.display().to_string());
+            let msg = format!(
+                "tls: a CA and a server certificate (localhost, 127.0.0.1) made for this run in {}",
+                dir.unwrap_or_default()
+            );
+            progress.note(&msg);
+            notes.push(msg);
+        }
+        if let Some(t) = &backends.tls {
+            let ports: Vec<String> = t.addrs.iter().map(|a| a.to_string()).collect();
+            let msg = format!("tls: backends serve TLS on {}", ports.join(", "));
+            progress.note(&msg);
+            notes.push(msg);
+        }
         let msg = match backends.kind {
             "embedded" => format!(
                 "backends: {} x embedded in-process RESP backend (`{}` not found on PATH; install redis-server for real numbers)",
@@ -322,9 +342,13 @@ impl Session {
                     &cfg.workload,
                     backends.owned,
                 )?,
-                false => {
-                    loader::preload(&backends.addrs, &keyspace, &cfg.workload, backends.owned)?
-                }
+                false => loader::preload(
+                    &backends.addrs,
+                    backends.loader_tls()?.as_ref(),
+                    &keyspace,
+                    &cfg.workload,
+                    backends.owned,
+                )?,
             };
             progress.note(&format!(
                 "preloaded {n} keys in {:.1}s",
@@ -415,6 +439,7 @@ impl Session {
                 owners: owners.clone(),
                 key_slots: self.key_slots(),
             }),
+            tls: target.tls.clone(),
         };
         let h = driver::start(spec)?;
         let sample = |h: &driver::DriveHandle| Sample {
@@ -515,6 +540,10 @@ impl Session {
 
     /// Every backend's own counters now (None for one that does not answer).
     fn shard_counters(&self) -> Vec<Option<shards::Counters>> {
+        if self.backends.tls.as_ref().is_some_and(|t| t.only) {
+            // Read over plaintext; TLS-only backends are not asked.
+            return Vec::new();
+        }
         match self.backends.kind {
             "redis-server" | "memcached" | "external" | "redis-cluster" => {
                 shards::read_all(&self.backends.addrs, self.backends.protocol)
@@ -573,7 +602,8 @@ impl Session {
         for i in restarted {
             let addr = self.backends.addrs[i];
             if self.cfg.run.preload {
-                loader::preload(&[addr], &self.keyspace, &self.cfg.workload, false)?;
+                // Events act only on backends ncbench started: plain ports.
+                loader::preload(&[addr], None, &self.keyspace, &self.cfg.workload, false)?;
             }
             notes.push(format!(
                 "backend {i} ({addr}) was down after the events: started again and preloaded"
@@ -705,6 +735,7 @@ pub fn run(cfg: &BenchConfig, progress: &dyn Progress) -> Result<RunOutput> {
             )?,
             None => loader::verify(
                 &session.backends.addrs,
+                session.backends.loader_tls()?.as_ref(),
                 &session.keyspace,
                 10_000,
                 missing_is_failure,
@@ -763,6 +794,14 @@ pub fn run(cfg: &BenchConfig, progress: &dyn Progress) -> Result<RunOutput> {
         result,
         histograms: hists,
     })
+}
+
+/// Whether the run needs its own certificates: TLS backends ncbench
+/// starts, or an ncproxy target with a TLS listener.
+fn needs_pki(cfg: &BenchConfig) -> bool {
+    let b = &cfg.backends;
+    (b.tls && b.kind != crate::config::BackendKind::External)
+        || cfg.targets.iter().any(|t| t.tls && t.kind.is_ncproxy())
 }
 
 /// Whether the events throw data away (a killed backend comes back empty).

@@ -587,6 +587,7 @@ pub fn run(
         let missing_is_failure = cfg.run.preload && cfg.workload.mix.del == 0;
         Some(crate::loader::verify(
             &session.backends.addrs,
+            session.backends.loader_tls()?.as_ref(),
             &session.keyspace,
             10_000,
             missing_is_failure,

@@ -311,6 +311,15 @@ pub struct BackendsSection {
         skip_serializing_if = "is_default_cluster_replicas"
     )]
     pub cluster_replicas: u32,
+    /// TLS backends. redis-server backends ncbench starts also listen on a
+    /// TLS port next to the plain one, with certificates ncbench makes for
+    /// the run; `kind = "external"` backends speak only TLS.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub tls: bool,
+    /// PEM CA file that verifies `kind = "external"` TLS backends (default:
+    /// the system's roots).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_ca: Option<String>,
 }
 
 fn default_cluster_replicas() -> u32 {
@@ -334,6 +343,8 @@ impl Default for BackendsSection {
             redis_server: default_redis_server(),
             memcached: default_memcached(),
             cluster_replicas: default_cluster_replicas(),
+            tls: false,
+            tls_ca: None,
         }
     }
 }
@@ -490,6 +501,11 @@ impl TargetKind {
     pub fn has_send_knobs(self) -> bool {
         matches!(self, TargetKind::Ncproxy | TargetKind::NcproxyBin)
     }
+
+    /// Whether it is ncproxy (in-process or the binary).
+    pub fn is_ncproxy(self) -> bool {
+        self.has_send_knobs()
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -511,6 +527,19 @@ pub struct TargetSpec {
     pub workers: Option<u32>,
     /// ncproxy `--busy-poll` (microseconds) for this target.
     pub busy_poll_us: Option<u32>,
+    /// The load speaks TLS to this target: ncproxy gets `tls_cert`/`tls_key`
+    /// on its listener (the run's certificate), `direct` uses the backends'
+    /// TLS ports, `external` is a TLS server.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub tls: bool,
+    /// ncproxy talks TLS to the backends (`server_tls`, the backends' TLS
+    /// ports; needs `[backends] tls = true`).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub server_tls: bool,
+    /// PEM CA file that verifies an external TLS target (default: the
+    /// system's roots).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_ca: Option<String>,
 }
 
 impl TargetSpec {
@@ -1184,6 +1213,8 @@ impl BenchConfig {
             }
         }
 
+        self.validate_backends_tls()?;
+
         if self.backends.kind == BackendKind::Cluster
             && self.workload.mix.mget > 0
             && self.targets.iter().any(|t| t.kind == TargetKind::Direct)
@@ -1302,6 +1333,7 @@ impl BenchConfig {
                     return Err(self.err(key, BUSY_POLL_RANGE));
                 }
             }
+            self.validate_target_tls(i, t)?;
         }
 
         // workload
@@ -1685,6 +1717,103 @@ impl BenchConfig {
         Ok(())
     }
 
+    /// The rules of `[backends] tls` and `tls_ca`.
+    fn validate_backends_tls(&self) -> Result<(), ConfigError> {
+        let b = &self.backends;
+        if b.tls {
+            let problem = match b.kind {
+                BackendKind::Embedded => {
+                    Some("the embedded backend has no TLS: use kind = \"redis\" (redis-server)")
+                }
+                BackendKind::Cluster => Some("not supported with kind = \"cluster\""),
+                BackendKind::Memcached => Some("memcached backends have no TLS here"),
+                _ if self.workload.protocol == Protocol::Memcache => {
+                    Some("only with workload.protocol = \"redis\" (memcached has no TLS here)")
+                }
+                _ => None,
+            };
+            if let Some(p) = problem {
+                return Err(self.err("backends.tls", p));
+            }
+        }
+        if let Some(ca) = &b.tls_ca {
+            if !(b.tls && b.kind == BackendKind::External) {
+                return Err(self.err(
+                    "backends.tls_ca",
+                    "only used with kind = \"external\" and tls = true (ncbench makes the CA of the backends it starts)",
+                ));
+            }
+            check_readable(ca).map_err(|e| self.err("backends.tls_ca", e))?;
+        }
+        Ok(())
+    }
+
+    /// The rules of a target's `tls`, `server_tls` and `tls_ca`.
+    fn validate_target_tls(&self, i: usize, t: &TargetSpec) -> Result<(), ConfigError> {
+        let key = |k: &str| format!("target[{i}].{k}");
+        let b = &self.backends;
+        let tls_only = b.tls && b.kind == BackendKind::External;
+        if t.kind == TargetKind::Nutcracker {
+            for (set, k) in [(t.tls, "tls"), (t.server_tls, "server_tls")] {
+                if set {
+                    return Err(self.err(
+                        key(k),
+                        "nutcracker has no TLS (use kind = \"ncproxy\" or \"ncproxy-bin\")",
+                    ));
+                }
+            }
+            if tls_only {
+                return Err(self.err(
+                    key("kind"),
+                    "nutcracker has no TLS, and the external backends (backends.tls = true) speak only TLS",
+                ));
+            }
+        }
+        if t.server_tls {
+            if !t.kind.is_ncproxy() {
+                return Err(self.err(
+                    key("server_tls"),
+                    "only used with ncproxy targets (direct: tls = true uses the backends' TLS ports)",
+                ));
+            }
+            if !b.tls {
+                return Err(self.err(
+                    key("server_tls"),
+                    "needs [backends] tls = true (backends with TLS ports)",
+                ));
+            }
+            if tls_only && b.tls_ca.is_none() {
+                return Err(self.err(
+                    key("server_tls"),
+                    "ncproxy needs a CA to verify external TLS backends: set backends.tls_ca",
+                ));
+            }
+        } else if tls_only && t.kind.is_ncproxy() {
+            return Err(self.err(
+                key("server_tls"),
+                "the external backends speak only TLS (backends.tls = true): set server_tls = true",
+            ));
+        }
+        if t.kind == TargetKind::Direct && t.tls != b.tls && (t.tls || tls_only) {
+            let problem = if t.tls {
+                "a direct target over TLS needs [backends] tls = true"
+            } else {
+                "the external backends speak only TLS (backends.tls = true): set tls = true"
+            };
+            return Err(self.err(key("tls"), problem));
+        }
+        if let Some(ca) = &t.tls_ca {
+            if !(t.tls && t.kind == TargetKind::External) {
+                return Err(self.err(
+                    key("tls_ca"),
+                    "only used with kind = \"external\" and tls = true",
+                ));
+            }
+            check_readable(ca).map_err(|e| self.err(key("tls_ca"), e))?;
+        }
+        Ok(())
+    }
+
     /// The rules of `workload.protocol` and `workload.set_noreply`.
     fn validate_protocol(&self) -> Result<(), ConfigError> {
         let w = &self.workload;
@@ -1784,6 +1913,13 @@ fn valid_confidence(c: f64) -> bool {
     c.is_finite() && c > 0.5 && c < 1.0
 }
 const CONFIDENCE_RANGE: &str = "must be between 0.5 and 1 (e.g. 0.95)";
+
+/// Whether a file named in the config can be read (checked before anything starts).
+fn check_readable(path: &str) -> Result<(), String> {
+    std::fs::File::open(path)
+        .map(|_| ())
+        .map_err(|e| format!("cannot read `{path}`: {e}"))
+}
 
 /// ncproxy's `--busy-poll` ceiling.
 const MAX_BUSY_POLL_US: u32 = nc_config::cli::MAX_BUSY_POLL_US;
@@ -2152,5 +2288,86 @@ mod tests {
             let e = err(text);
             assert!(e.starts_with(expected), "{e}\nexpected: {expected}");
         }
+    }
+
+    #[test]
+    fn tls_keys_parse_and_their_rules_name_the_key() {
+        let text = "[backends]\ntls = true\n[[target]]\nkind = \"ncproxy\"\ntls = true\nserver_tls = true\n\
+                    [[target]]\nkind = \"direct\"\ntls = true\n[[target]]\nkind = \"nutcracker\"\n";
+        let c = from_toml_str(text, "t.toml").unwrap();
+        assert!(c.backends.tls);
+        assert!(c.targets[0].tls && c.targets[0].server_tls);
+        assert!(c.targets[1].tls && !c.targets[1].server_tls);
+        // Plain configs keep their fingerprint: no TLS keys when off.
+        let json = serde_json::to_string(&from_toml_str(MIN, "t").unwrap()).unwrap();
+        assert!(!json.contains("tls"), "{json}");
+        let dir = tempfile::tempdir().unwrap();
+        let ca = dir.path().join("ca.pem");
+        std::fs::write(&ca, "x").unwrap();
+        let ca = ca.display().to_string();
+        for (text, expected) in [
+            (
+                "[[target]]\nkind = \"nutcracker\"\ntls = true\n".to_string(),
+                "t.toml: target[0].tls: nutcracker has no TLS (use kind = \"ncproxy\" or \"ncproxy-bin\")",
+            ),
+            (
+                "[backends]\ntls = true\n[[target]]\nkind = \"nutcracker\"\nserver_tls = true\n".into(),
+                "t.toml: target[0].server_tls: nutcracker has no TLS",
+            ),
+            (
+                "[[target]]\nkind = \"ncproxy\"\nserver_tls = true\n".into(),
+                "t.toml: target[0].server_tls: needs [backends] tls = true",
+            ),
+            (
+                "[backends]\ntls = true\n[[target]]\nkind = \"direct\"\nserver_tls = true\n".into(),
+                "t.toml: target[0].server_tls: only used with ncproxy targets",
+            ),
+            (
+                "[[target]]\nkind = \"direct\"\ntls = true\n".into(),
+                "t.toml: target[0].tls: a direct target over TLS needs [backends] tls = true",
+            ),
+            (
+                "[backends]\nkind = \"embedded\"\ntls = true\n[[target]]\nkind = \"direct\"\n".into(),
+                "t.toml: backends.tls: the embedded backend has no TLS",
+            ),
+            (
+                "[backends]\ntls = true\n[[target]]\nkind = \"direct\"\n[workload]\nprotocol = \"memcache\"\n".into(),
+                "t.toml: backends.tls: only with workload.protocol = \"redis\"",
+            ),
+            (
+                "[backends]\ntls = true\ntls_ca = \"/x\"\n[[target]]\nkind = \"direct\"\n".into(),
+                "t.toml: backends.tls_ca: only used with kind = \"external\" and tls = true",
+            ),
+            (
+                "[backends]\nkind = \"external\"\naddresses = [\"127.0.0.1:1\"]\ntls = true\n[[target]]\nkind = \"direct\"\n".into(),
+                "t.toml: target[0].tls: the external backends speak only TLS",
+            ),
+            (
+                "[backends]\nkind = \"external\"\naddresses = [\"127.0.0.1:1\"]\ntls = true\n[[target]]\nkind = \"ncproxy\"\nserver_tls = true\n".into(),
+                "t.toml: target[0].server_tls: ncproxy needs a CA to verify external TLS backends",
+            ),
+            (
+                "[backends]\nkind = \"external\"\naddresses = [\"127.0.0.1:1\"]\ntls = true\n[[target]]\nkind = \"nutcracker\"\n".into(),
+                "t.toml: target[0].kind: nutcracker has no TLS, and the external backends",
+            ),
+            (
+                format!("[[target]]\nkind = \"ncproxy\"\ntls = true\ntls_ca = \"{ca}\"\n"),
+                "t.toml: target[0].tls_ca: only used with kind = \"external\" and tls = true",
+            ),
+            (
+                "[[target]]\nkind = \"external\"\naddress = \"127.0.0.1:1\"\ntls = true\ntls_ca = \"/no/such/ca.pem\"\n".into(),
+                "t.toml: target[0].tls_ca: cannot read `/no/such/ca.pem`",
+            ),
+        ] {
+            let e = err(&text);
+            assert!(e.starts_with(expected), "{e}\nexpected: {expected}");
+            assert!(!e.contains('\n'), "{e}");
+        }
+        let ok = format!(
+            "[backends]\nkind = \"external\"\naddresses = [\"127.0.0.1:1\"]\ntls = true\ntls_ca = \"{ca}\"\n\
+             [[target]]\nkind = \"direct\"\ntls = true\n[[target]]\nkind = \"external\"\naddress = \"127.0.0.1:2\"\ntls = true\ntls_ca = \"{ca}\"\n\
+             [[target]]\nkind = \"ncproxy\"\nserver_tls = true\n"
+        );
+        from_toml_str(&ok, "t.toml").unwrap();
     }
 }

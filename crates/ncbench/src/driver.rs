@@ -26,11 +26,19 @@
 //!
 //! With `[placement] generator`, each driver thread pins itself at its start
 //! (its pacer inherits that), and every thread reports where it may run.
+//!
+//! TLS (`DriveSpec::tls`): each connection does its handshake with
+//! tokio-rustls before the clock starts (and again on reconnect), then keeps
+//! the same socket loop: a batch is handed to rustls in one call and its
+//! records go out in one `writev` (`tls::TlsConn`); a read decrypts all the
+//! ciphertext one syscall brought. The proxy's send syscalls per request are
+//! counted by the proxy (over TLS as in plaintext).
 use crate::affinity::{self, CpuList};
 use crate::config::{Length, LoopMode, Protocol, Workload};
 use crate::error::{BenchError, Result};
 use crate::stats::ThreadStats;
 use crate::timeline::Timeline;
+use crate::tls::{ReadOutcome, TlsClient, TlsConn};
 use crate::workload::{check, check_memcache, Expect, Generator, Keyspace, Op, Verdict};
 use crate::{memcache, resp};
 use std::cell::RefCell;
@@ -41,7 +49,7 @@ use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Barrier, Mutex};
 use std::time::{Duration, Instant};
-use tokio::io::unix::AsyncFd;
+use tokio::io::unix::{AsyncFd, AsyncFdReadyGuard};
 use tokio::io::Interest;
 use tokio::sync::Notify;
 
@@ -72,6 +80,8 @@ pub struct DriveSpec {
     /// `direct` to a Redis Cluster: route by slot (connection c talks to
     /// `addrs[c % addrs.len()]` and sends only keys of that master's slots).
     pub route: Option<SlotRoute>,
+    /// Over TLS: how to verify each of `addrs` (same order; empty: plaintext).
+    pub tls: Vec<TlsClient>,
 }
 
 /// How a cluster-aware `direct` load routes keys by slot.
@@ -191,6 +201,9 @@ pub fn start(spec: DriveSpec) -> Result<DriveHandle> {
     if spec.addrs.is_empty() {
         return Err(BenchError::setup("no address to send load to"));
     }
+    if !spec.tls.is_empty() && spec.tls.len() != spec.addrs.len() {
+        return Err(BenchError::setup("one TLS client per address is needed"));
+    }
     let threads = spec.threads.clamp(1, spec.connections as usize);
     let conns = spec.connections as usize;
     let progress: Arc<Vec<AtomicU64>> = Arc::new((0..threads).map(|_| AtomicU64::new(0)).collect());
@@ -255,7 +268,7 @@ pub fn start(spec: DriveSpec) -> Result<DriveHandle> {
                     let mut socks = Vec::with_capacity(mine.len());
                     for &c in &mine {
                         let addr = spec.addrs[c % spec.addrs.len()];
-                        match connect(addr).await {
+                        match connect(addr, spec.tls.get(c % spec.addrs.len())).await {
                             Ok(s) => socks.push(s),
                             Err(e) => {
                                 *failed.lock().unwrap() =
@@ -340,6 +353,7 @@ pub fn start(spec: DriveSpec) -> Result<DriveHandle> {
                             notify: notifies[j].clone(),
                             scratch: Vec::new(),
                             noreply: NoReply::default(),
+                            tls: spec.tls.get(c % spec.addrs.len()).cloned(),
                         };
                         tasks.push(tokio::task::spawn_local(conn.run(sock)));
                     }
@@ -361,7 +375,10 @@ pub fn start(spec: DriveSpec) -> Result<DriveHandle> {
     let t0 = Instant::now();
     *t0_slot.lock().unwrap() = Some(t0);
     go.wait();
-    if let Some(e) = failed.lock().unwrap().clone() {
+    // Not `if let` on the lock itself: its guard would live through the
+    // joins while the driver threads still take the lock.
+    let failure = failed.lock().unwrap().clone();
+    if let Some(e) = failure {
         for h in handles {
             let _ = h.join();
         }
@@ -378,21 +395,83 @@ pub fn start(spec: DriveSpec) -> Result<DriveHandle> {
     })
 }
 
+/// A connection's socket and, over TLS, its session.
+struct Sock {
+    fd: AsyncFd<TcpStream>,
+    tls: Option<Box<TlsConn>>,
+}
+
 // The one unsafe call of the crate: AsyncFd registration. It lets a short read
 // clear the readiness flag (no wasted EAGAIN read per batch), which a tokio
 // TcpStream does not offer.
 #[allow(unsafe_code)]
-async fn connect(addr: SocketAddr) -> std::io::Result<AsyncFd<TcpStream>> {
+async fn connect(addr: SocketAddr, tls: Option<&TlsClient>) -> std::io::Result<Sock> {
     let s = tokio::time::timeout(Duration::from_secs(5), tokio::net::TcpStream::connect(addr))
         .await
         .map_err(|_| std::io::Error::new(ErrorKind::TimedOut, "connect timed out"))??;
     s.set_nodelay(true)?;
+    let (s, session) = match tls {
+        None => (s, None),
+        Some(t) => {
+            let (s, session) = t.handshake(s).await?;
+            (s, Some(Box::new(session)))
+        }
+    };
     let s = s.into_std()?;
     s.set_nonblocking(true)?;
     // SAFETY: the AsyncFd takes ownership of the std TcpStream, so its fd is
     // valid, stays open and is the same for the whole life of the AsyncFd.
-    unsafe { AsyncFd::register_with_interest(s, Interest::READABLE | Interest::WRITABLE) }
-        .map_err(|e| e.into_parts().1)
+    let fd = unsafe { AsyncFd::register_with_interest(s, Interest::READABLE | Interest::WRITABLE) }
+        .map_err(|e| e.into_parts().1)?;
+    Ok(Sock { fd, tls: session })
+}
+
+/// One plaintext write of `buf[*pos..]`; whether all of `buf` is out
+/// (`false`: the socket is full, readiness cleared).
+fn send_plain(fd: &AsyncFd<TcpStream>, buf: &[u8], pos: &mut usize) -> std::io::Result<bool> {
+    match fd.try_io(Interest::WRITABLE, |s| (&*s).write(&buf[*pos..])) {
+        Ok(n) => {
+            *pos += n;
+            Ok(*pos == buf.len())
+        }
+        Err(e) if e.kind() == ErrorKind::WouldBlock => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// One plaintext read appended to `rbuf` at `*rend` (moving the unread part
+/// `rbuf[*rstart..*rend]` to the front, or growing, when the buffer is full).
+fn read_plain(
+    guard: &mut AsyncFdReadyGuard<'_, TcpStream>,
+    rbuf: &mut Vec<u8>,
+    rstart: &mut usize,
+    rend: &mut usize,
+) -> ReadOutcome {
+    if *rend == rbuf.len() {
+        if *rstart > 0 {
+            rbuf.copy_within(*rstart..*rend, 0);
+            *rend -= *rstart;
+            *rstart = 0;
+        } else {
+            // One reply bigger than the buffer: grow.
+            rbuf.resize(rbuf.len() * 2, 0);
+        }
+    }
+    let space = rbuf.len() - *rend;
+    let at = *rend;
+    match guard.try_io(|s| s.get_ref().read(&mut rbuf[at..])) {
+        Err(_would_block) => ReadOutcome::WouldBlock,
+        Ok(Ok(0)) => ReadOutcome::Closed,
+        Ok(Ok(n)) => {
+            if n < space {
+                // Drained: skip the EAGAIN read; a new edge re-arms readiness.
+                guard.clear_ready();
+            }
+            *rend += n;
+            ReadOutcome::Data(n)
+        }
+        Ok(Err(e)) => ReadOutcome::Failed(e),
+    }
 }
 
 /// The pacer of one driver thread: sleeps until the next request of any of the
@@ -455,6 +534,8 @@ struct Conn {
     /// Reused by the memcache multi-get check.
     scratch: Vec<(u32, bool)>,
     noreply: NoReply,
+    /// Reconnects do their TLS handshake with this.
+    tls: Option<TlsClient>,
 }
 
 /// Noreply requests in the write buffer, not yet fully written.
@@ -483,7 +564,7 @@ impl Conn {
         t >= self.plan.warm_ns && self.plan.end_ns.is_none_or(|e| t < e)
     }
 
-    async fn run(mut self, first: AsyncFd<TcpStream>) {
+    async fn run(mut self, first: Sock) {
         let mut sock = Some(first);
         let mut wbuf: Vec<u8> = Vec::with_capacity(16 * 1024);
         let mut wpos = 0usize;
@@ -538,9 +619,9 @@ impl Conn {
             }
 
             // Reconnect after a failure (only while still sending).
-            let Some(fd) = sock.as_ref() else {
+            let Some(Sock { fd, tls }) = sock.as_mut() else {
                 tokio::time::sleep(Duration::from_millis(50)).await;
-                match connect(self.addr).await {
+                match connect(self.addr, self.tls.as_ref()).await {
                     Ok(s) => sock = Some(s),
                     Err(e) => {
                         self.stats
@@ -609,20 +690,22 @@ impl Conn {
                 }
             }
 
-            // Write what is pending (one syscall for the whole batch).
-            if wpos < wbuf.len() && !want_write {
-                match fd.try_io(Interest::WRITABLE, |s| (&*s).write(&wbuf[wpos..])) {
-                    Ok(n) => {
-                        wpos += n;
-                        if wpos == wbuf.len() {
-                            wbuf.clear();
-                            wpos = 0;
-                            self.noreply_written();
-                        } else {
-                            want_write = true;
-                        }
+            // Write what is pending (one syscall for the whole batch; over
+            // TLS one flush of its records), or TLS records rustls queued.
+            let fd: &AsyncFd<TcpStream> = fd;
+            let tls_pending = tls.as_ref().is_some_and(|t| t.wants_write());
+            if (!wbuf.is_empty() || tls_pending) && !want_write {
+                let sent = match tls.as_deref_mut() {
+                    None => send_plain(fd, &wbuf, &mut wpos),
+                    Some(t) => t.send(fd, &wbuf, &mut wpos),
+                };
+                match sent {
+                    Ok(true) => {
+                        wbuf.clear();
+                        wpos = 0;
+                        self.noreply_written();
                     }
-                    Err(e) if e.kind() == ErrorKind::WouldBlock => want_write = true,
+                    Ok(false) => want_write = true,
                     Err(e) => {
                         self.conn_failed(
                             &mut sock,
@@ -664,33 +747,19 @@ impl Conn {
                 biased;
                 guard = fd.readable() => {
                     let Ok(mut guard) = guard else { continue };
-                    if rend == rbuf.len() {
-                        if rstart > 0 {
-                            rbuf.copy_within(rstart..rend, 0);
-                            rend -= rstart;
-                            rstart = 0;
-                        } else {
-                            // One reply bigger than the buffer: grow.
-                            rbuf.resize(rbuf.len() * 2, 0);
-                        }
-                    }
-                    let space = rbuf.len() - rend;
-                    let res = guard.try_io(|s| s.get_ref().read(&mut rbuf[rend..]));
-                    match res {
-                        Err(_would_block) => continue,
-                        Ok(Ok(0)) => {
-                            drop(guard);
+                    let got = match tls.as_deref_mut() {
+                        None => read_plain(&mut guard, &mut rbuf, &mut rstart, &mut rend),
+                        Some(t) => t.read(&mut guard, &mut rbuf, &mut rstart, &mut rend),
+                    };
+                    drop(guard);
+                    match got {
+                        ReadOutcome::WouldBlock => continue,
+                        ReadOutcome::Closed => {
                             self.conn_failed(&mut sock, &mut pending, &mut keyq, &mut wbuf, &mut wpos, (&mut rstart, &mut rend), format!("{} closed the connection", self.addr));
                             want_write = false;
                             continue;
                         }
-                        Ok(Ok(n)) => {
-                            if n < space {
-                                // Drained: skip the EAGAIN read; a new edge re-arms readiness.
-                                guard.clear_ready();
-                            }
-                            drop(guard);
-                            rend += n;
+                        ReadOutcome::Data(_) => {
                             let now = self.now_ns();
                             match self.on_replies(&rbuf[rstart..rend], now, &mut pending, &mut keyq) {
                                 Ok(used) => {
@@ -708,8 +777,7 @@ impl Conn {
                                 }
                             }
                         }
-                        Ok(Err(e)) => {
-                            drop(guard);
+                        ReadOutcome::Failed(e) => {
                             self.conn_failed(&mut sock, &mut pending, &mut keyq, &mut wbuf, &mut wpos, (&mut rstart, &mut rend), format!("read from {}: {e}", self.addr));
                             want_write = false;
                             continue;
@@ -871,7 +939,7 @@ impl Conn {
     #[allow(clippy::too_many_arguments)]
     fn conn_failed(
         &mut self,
-        sock: &mut Option<AsyncFd<TcpStream>>,
+        sock: &mut Option<Sock>,
         pending: &mut VecDeque<Pending>,
         keyq: &mut VecDeque<u32>,
         wbuf: &mut Vec<u8>,

@@ -8,7 +8,8 @@
 //!   or memcache) and `resp` / `memcache` (the driver's reply scanners);
 //! - `driver` (threads × current-thread runtimes, closed and open loop,
 //!   intended-time latency) and `stats` (hdrhistogram per thread, merged);
-//! - `target`, `procs`, `embedded`, `inproc` (backends and targets),
+//! - `target`, `procs`, `embedded`, `inproc` (backends and targets), `tls`
+//!   (the run's certificates, TLS client configs, a driver connection's TLS),
 //!   `scrape` (proxy stats JSON), `loader` (preload and verify with the redis
 //!   crate, or its own small memcached client);
 //! - `timeline` (per-interval series), `events` (`[[event]]`: backend kill,
@@ -53,6 +54,7 @@ pub mod shards;
 pub mod stats;
 pub mod target;
 pub mod timeline;
+pub mod tls;
 pub mod units;
 pub mod workload;
 
@@ -102,27 +104,61 @@ pub fn load_config(path: Option<&Path>) -> Result<BenchConfig, ConfigError> {
     }
 }
 
+/// `--tls [--tls-ca FILE]` of `ncbench run --target`.
+#[derive(Debug, Clone, Default)]
+pub struct TargetTls {
+    /// PEM CA file that verifies the target (None: the system's roots).
+    pub ca: Option<PathBuf>,
+}
+
 /// The config of `ncbench run --target HOST:PORT`: load at a server or proxy
 /// that is already running, with no config file and nothing started. The
 /// keys are written and read back through the target (never flushed).
-/// `run.duration` is 5 s unless the command line says otherwise.
-pub fn target_config(addr: &str, protocol: config::Protocol) -> Result<BenchConfig, ConfigError> {
+/// `run.duration` is 5 s unless the command line says otherwise. With `tls`,
+/// the load, the loader and the verifier speak TLS to it, verifying its
+/// certificate for the host of `addr`.
+pub fn target_config(
+    addr: &str,
+    protocol: config::Protocol,
+    tls: Option<&TargetTls>,
+) -> Result<BenchConfig, ConfigError> {
+    let flag = |name: &str, problem: String| ConfigError::new("command line", name, problem);
     if config::parse_host_port(addr).is_none() {
-        return Err(ConfigError::new(
-            "command line",
-            "--target",
-            format!("`{addr}` is not host:port"),
-        ));
+        return Err(flag("--target", format!("`{addr}` is not host:port")));
     }
     let proto = match protocol {
         config::Protocol::Redis => "",
         config::Protocol::Memcache => "protocol = \"memcache\"\n",
     };
+    let (backend_tls, target_tls) = match tls {
+        None => (String::new(), String::new()),
+        Some(_) if protocol == config::Protocol::Memcache => {
+            return Err(flag(
+                "--tls",
+                "only with --protocol redis (the memcached loader has no TLS)".into(),
+            ))
+        }
+        Some(t) => {
+            let ca = match &t.ca {
+                Some(p) => {
+                    std::fs::File::open(p).map_err(|e| {
+                        flag("--tls-ca", format!("cannot read `{}`: {e}", p.display()))
+                    })?;
+                    // A JSON string is a valid TOML basic string.
+                    let quoted = serde_json::to_string(&p.to_string_lossy())
+                        .map_err(|e| flag("--tls-ca", e.to_string()))?;
+                    format!("tls_ca = {quoted}\n")
+                }
+                None => String::new(),
+            };
+            (format!("tls = true\n{ca}"), format!("tls = true\n{ca}"))
+        }
+    };
     let text = format!(
         "name = \"target\"\ndescription = \"load at {addr}\"\n\
          [run]\nduration = \"5s\"\nwarmup = \"1s\"\n\
-         [backends]\nkind = \"external\"\naddresses = [\"{addr}\"]\n\
-         [[target]]\nkind = \"external\"\nlabel = \"target\"\naddress = \"{addr}\"\n\
+         [backends]\nkind = \"external\"\naddresses = [\"{addr}\"]\n{backend_tls}\
+         [[target]]\nkind = \"external\"\nlabel = \"target\"\naddress = \"{addr}\"\n{target_tls}\
          [workload]\n{proto}"
     );
     config::from_toml_str(&text, &format!("--target {addr}"))

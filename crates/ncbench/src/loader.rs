@@ -7,6 +7,10 @@
 //! the run, keys are read back from every backend: each value must be nil
 //! (deleted by the workload) or a well-formed value for that very key.
 //!
+//! Backends that speak only TLS (`[backends] kind = "external"`, `tls =
+//! true`) are reached with the redis crate's rustls client ([`LoaderTls`]),
+//! verified by their host name.
+//!
 //! memcache: the same steps with [`McClient`], a small blocking memcached
 //! ASCII client written for this (pipelined `set`s in chunks, `flush_all`,
 //! multi-key `get`), which shares no parsing with the driver's scanner. It
@@ -24,9 +28,39 @@ const CHUNK: u32 = 1000;
 /// Writer nonce of preloaded values (connections use other nonces).
 const LOADER_NONCE: u32 = 0xffff_ffff;
 
-fn connect(addr: SocketAddr) -> Result<redis::Connection> {
-    let client = redis::Client::open(format!("redis://{addr}/"))
-        .map_err(|e| BenchError::setup(format!("redis client for {addr}: {e}")))?;
+/// How the loader reaches backends that speak only TLS.
+#[derive(Debug, Clone, Default)]
+pub struct LoaderTls {
+    /// PEM CA certificates that verify them (None: the system's roots).
+    pub ca_pem: Option<Vec<u8>>,
+    /// The host name of each backend (by index), verified in its certificate.
+    pub names: Vec<String>,
+}
+
+/// A connection to backend `i` at `addr`, over TLS when `tls` says so.
+fn connect_to(addr: SocketAddr, i: usize, tls: Option<&LoaderTls>) -> Result<redis::Connection> {
+    let client = match tls {
+        None => redis::Client::open(format!("redis://{addr}/")),
+        Some(t) => {
+            let host = t
+                .names
+                .get(i)
+                .cloned()
+                .unwrap_or_else(|| addr.ip().to_string());
+            let url = match host.parse::<std::net::Ipv6Addr>() {
+                Ok(_) => format!("rediss://[{host}]:{}/", addr.port()),
+                Err(_) => format!("rediss://{host}:{}/", addr.port()),
+            };
+            redis::Client::build_with_tls(
+                url,
+                redis::TlsCertificates {
+                    client_tls: None,
+                    root_cert: t.ca_pem.clone(),
+                },
+            )
+        }
+    }
+    .map_err(|e| BenchError::setup(format!("redis client for {addr}: {e}")))?;
     client
         .get_connection_with_timeout(std::time::Duration::from_secs(5))
         .map_err(|e| BenchError::setup(format!("cannot connect to {addr}: {e}")))
@@ -50,14 +84,20 @@ pub fn client_name(p: Protocol) -> &'static str {
 
 /// Writes every key on every backend (memcache: and the INCR counters, at 0).
 /// `flush` empties backends ncbench started itself first; external ones are
-/// never flushed.
-pub fn preload(addrs: &[SocketAddr], ks: &Keyspace, w: &Workload, flush: bool) -> Result<u64> {
+/// never flushed. `tls`: the backends speak only TLS.
+pub fn preload(
+    addrs: &[SocketAddr],
+    tls: Option<&LoaderTls>,
+    ks: &Keyspace,
+    w: &Workload,
+    flush: bool,
+) -> Result<u64> {
     if ks.protocol == Protocol::Memcache {
         return preload_memcache(addrs, ks, w, flush);
     }
     let mut written = 0;
-    for &addr in addrs {
-        let mut con = connect(addr)?;
+    for (i, &addr) in addrs.iter().enumerate() {
+        let mut con = connect_to(addr, i, tls)?;
         if flush {
             flushall(&mut con, addr)?;
         }
@@ -129,7 +169,7 @@ pub fn preload_cluster(
 ) -> Result<u64> {
     if flush {
         for &addr in masters {
-            flushall(&mut connect(addr)?, addr)?;
+            flushall(&mut connect_to(addr, 0, None)?, addr)?;
         }
     }
     let mut con = cluster_connection(masters)?;
@@ -184,9 +224,11 @@ pub fn verify_cluster(
     Ok(r)
 }
 
-/// Reads up to `sample` keys (evenly spaced) from every backend and checks them.
+/// Reads up to `sample` keys (evenly spaced) from every backend and checks
+/// them (`tls`: the backends speak only TLS).
 pub fn verify(
     addrs: &[SocketAddr],
+    tls: Option<&LoaderTls>,
     ks: &Keyspace,
     sample: u64,
     missing_is_failure: bool,
@@ -198,10 +240,10 @@ pub fn verify(
     let n = ks.keys;
     let stride = (n / sample.max(1)).max(1);
     let keys: Vec<u32> = (0..n).step_by(stride as usize).map(|k| k as u32).collect();
-    for &addr in addrs {
+    for (i, &addr) in addrs.iter().enumerate() {
         match ks.protocol {
             Protocol::Redis => {
-                let mut con = connect(addr)?;
+                let mut con = connect_to(addr, i, tls)?;
                 for chunk in keys.chunks(CHUNK as usize) {
                     let names: Vec<Vec<u8>> = chunk.iter().map(|&k| ks.key(k)).collect();
                     let vals: Vec<Option<Vec<u8>>> = redis::cmd("MGET")

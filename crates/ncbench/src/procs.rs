@@ -101,19 +101,52 @@ fn spawn_guarded(
     Ok(ChildGuard { child, name })
 }
 
-/// Starts `redis-server` on a free loopback port with persistence off, on
-/// `cpus` when given.
-pub fn start_redis(binary: &Path, cpus: Option<&CpuList>) -> Result<(ChildGuard, SocketAddr)> {
-    start_redis_on(binary, free_port()?, cpus)
+/// The certificate files of a redis-server TLS port.
+#[derive(Debug, Clone)]
+pub struct RedisTls {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    /// Verifies client certificates, which are not required
+    /// (`--tls-auth-clients no`).
+    pub ca: PathBuf,
 }
 
-/// Starts `redis-server` on `port` (a restart reuses its backend's port).
+/// Starts `redis-server` on a free loopback port with persistence off, on
+/// `cpus` when given; with `tls`, also on a free TLS port (the second address).
+pub fn start_redis(
+    binary: &Path,
+    tls: Option<&RedisTls>,
+    cpus: Option<&CpuList>,
+) -> Result<(ChildGuard, SocketAddr, Option<SocketAddr>)> {
+    let tls_port = match tls {
+        Some(t) => Some((t, free_port()?)),
+        None => None,
+    };
+    let (g, addr) = start_redis_on(binary, free_port()?, tls_port, cpus)?;
+    let tls_addr = tls_port.map(|(_, p)| SocketAddr::from(([127, 0, 0, 1], p)));
+    Ok((g, addr, tls_addr))
+}
+
+/// Starts `redis-server` on `port` (a restart reuses its backend's port),
+/// and with `tls` also on that TLS port.
 pub fn start_redis_on(
     binary: &Path,
     port: u16,
+    tls: Option<(&RedisTls, u16)>,
     cpus: Option<&CpuList>,
 ) -> Result<(ChildGuard, SocketAddr)> {
     let mut cmd = Command::new(binary);
+    if let Some((t, tls_port)) = tls {
+        cmd.arg("--tls-port")
+            .arg(tls_port.to_string())
+            .arg("--tls-cert-file")
+            .arg(&t.cert)
+            .arg("--tls-key-file")
+            .arg(&t.key)
+            .arg("--tls-ca-cert-file")
+            .arg(&t.ca)
+            .args(["--tls-auth-clients", "no"]);
+    }
     cmd.args([
         "--port",
         &port.to_string(),
@@ -133,9 +166,16 @@ pub fn start_redis_on(
     .stdin(Stdio::null())
     .stdout(Stdio::null())
     .stderr(Stdio::null());
-    let mut g = spawn_guarded(&mut cmd, binary, format!("redis-server :{port}"), cpus)?;
+    let name = match tls {
+        Some((_, p)) => format!("redis-server :{port} (TLS :{p})"),
+        None => format!("redis-server :{port}"),
+    };
+    let mut g = spawn_guarded(&mut cmd, binary, name, cpus)?;
     let addr: SocketAddr = ([127, 0, 0, 1], port).into();
     wait_listening(addr, &mut g, Duration::from_secs(10))?;
+    if let Some((_, p)) = tls {
+        wait_listening(([127, 0, 0, 1], p).into(), &mut g, Duration::from_secs(10))?;
+    }
     Ok((g, addr))
 }
 

@@ -7,6 +7,14 @@
 //! Backends start on `[placement] backends`, proxies on `[placement] proxies`;
 //! each records where it was actually allowed to run.
 //!
+//! TLS: with `[backends] tls = true` the redis-server backends also serve
+//! TLS on a second port each, with the run's certificates (`tls::Pki`);
+//! external TLS backends speak only TLS. A target's `tls = true` makes the
+//! load speak TLS to it (ncproxy's listener gets `tls_cert`/`tls_key`,
+//! `direct` uses the backends' TLS ports), `server_tls = true` points
+//! ncproxy's pool at the TLS ports (`server_tls`, `server_tls_ca`). The
+//! running target says how the driver verifies it ([`RunningTarget::tls`]).
+//!
 //! memcache (`workload.protocol = "memcache"`): the backends are memcached
 //! children, and the generated pool says `redis: false`. An ncproxy binary
 //! older than memcache support refuses such a pool at start; it counts as
@@ -22,9 +30,10 @@ use crate::events::{EventAction, ProxyChange};
 use crate::procs::{self, ChildGuard};
 use crate::scrape::POOL;
 use crate::timeline::IoCount;
+use crate::tls::{Pki, TlsClient};
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 /// The backends of a run.
 pub struct Backends {
@@ -49,6 +58,32 @@ pub struct Backends {
     /// `kind = "cluster"`: the local Redis Cluster (`addrs` are its masters
     /// at start, in port order).
     cluster: Option<Mutex<nc_harness::RedisCluster>>,
+    /// The backends' TLS side (`[backends] tls = true`).
+    pub tls: Option<BackendTls>,
+    /// The run's certificates, when the backends or a target use TLS.
+    pub pki: Option<Arc<Pki>>,
+}
+
+/// How the backends serve TLS.
+#[derive(Debug, Clone)]
+pub struct BackendTls {
+    /// Each backend's TLS address, in `addrs` order (external TLS backends:
+    /// `addrs` themselves).
+    pub addrs: Vec<SocketAddr>,
+    /// The host name each is verified as (`127.0.0.1` for ours).
+    pub names: Vec<String>,
+    /// The CA file that verifies them (None: the system's roots).
+    pub ca: Option<PathBuf>,
+    /// `addrs` speak only TLS (external TLS backends): the loader uses TLS.
+    pub only: bool,
+}
+
+impl BackendTls {
+    /// How the driver verifies backend `i`.
+    fn client(&self, i: usize) -> Result<TlsClient> {
+        let config = crate::tls::client_config(self.ca.as_deref())?;
+        TlsClient::new(config, &self.names[i])
+    }
 }
 
 /// A cluster's masters now and, per slot, the index of its master there.
@@ -62,8 +97,14 @@ struct BackendSlot {
 
 #[derive(Debug, Clone)]
 enum Spawner {
-    Redis(PathBuf),
-    Memcached { binary: PathBuf, max_value: u64 },
+    Redis {
+        binary: PathBuf,
+        tls: Option<procs::RedisTls>,
+    },
+    Memcached {
+        binary: PathBuf,
+        max_value: u64,
+    },
 }
 
 fn slots(guards: Vec<ChildGuard>) -> Mutex<Vec<BackendSlot>> {
@@ -82,6 +123,21 @@ impl Backends {
     /// Whether the backends are a Redis Cluster.
     pub fn is_cluster(&self) -> bool {
         self.cluster.is_some()
+    }
+
+    /// How the loader must reach `addrs`: over TLS when they speak only TLS.
+    pub fn loader_tls(&self) -> Result<Option<crate::loader::LoaderTls>> {
+        let Some(t) = self.tls.as_ref().filter(|t| t.only) else {
+            return Ok(None);
+        };
+        let ca_pem = match &t.ca {
+            Some(p) => Some(std::fs::read(p).map_err(|e| BenchError::io(p, e))?),
+            None => None,
+        };
+        Ok(Some(crate::loader::LoaderTls {
+            ca_pem,
+            names: t.names.clone(),
+        }))
     }
 
     fn cluster(&self) -> Option<std::sync::MutexGuard<'_, nc_harness::RedisCluster>> {
@@ -238,7 +294,7 @@ impl Backends {
             EventAction::Restart => {
                 drop(slot.child.take());
                 slot.stopped = false;
-                let g = self.spawn_on(self.addrs[i].port())?;
+                let g = self.spawn_on(i)?;
                 slot.child = Some(g);
                 Ok(())
             }
@@ -246,10 +302,15 @@ impl Backends {
         }
     }
 
-    fn spawn_on(&self, port: u16) -> std::result::Result<ChildGuard, String> {
+    /// Starts backend `i` again on its port(s).
+    fn spawn_on(&self, i: usize) -> std::result::Result<ChildGuard, String> {
         let cpus = self.cpus.as_ref();
+        let port = self.addrs[i].port();
         let r = match &self.spawner {
-            Some(Spawner::Redis(bin)) => procs::start_redis_on(bin, port, cpus),
+            Some(Spawner::Redis { binary, tls }) => {
+                let tls_port = self.tls.as_ref().map(|t| t.addrs[i].port());
+                procs::start_redis_on(binary, port, tls.as_ref().zip(tls_port), cpus)
+            }
             Some(Spawner::Memcached { binary, max_value }) => {
                 procs::start_memcached_on(binary, port, *max_value, cpus)
             }
@@ -348,17 +409,33 @@ fn start_cluster(cfg: &BackendsSection, protocol: Protocol) -> Result<Backends> 
         cpus: None,
         _embedded: None,
         cluster: Some(Mutex::new(cluster)),
+        tls: None,
+        pki: None,
     })
 }
 
 /// Starts (or resolves) the backends described by `[backends]`, speaking
 /// `protocol`, sized for values up to `max_value` bytes; the ones ncbench
-/// starts run on `cpus` when given.
+/// starts run on `cpus` when given. `pki`: the run's certificates (needed
+/// for `tls = true` backends ncbench starts; kept for the targets).
 pub fn start_backends(
     cfg: &BackendsSection,
     protocol: Protocol,
     max_value: u64,
     cpus: Option<&CpuList>,
+    pki: Option<Arc<Pki>>,
+) -> Result<Backends> {
+    let mut b = start_backends_inner(cfg, protocol, max_value, cpus, pki.as_deref())?;
+    b.pki = pki;
+    Ok(b)
+}
+
+fn start_backends_inner(
+    cfg: &BackendsSection,
+    protocol: Protocol,
+    max_value: u64,
+    cpus: Option<&CpuList>,
+    pki: Option<&Pki>,
 ) -> Result<Backends> {
     let count = cfg.count as usize;
     if cfg.kind == BackendKind::Cluster {
@@ -374,6 +451,16 @@ pub fn start_backends(
             for a in &cfg.addresses {
                 addrs.push(resolve(a)?);
             }
+            let tls = cfg.tls.then(|| BackendTls {
+                addrs: addrs.clone(),
+                names: cfg
+                    .addresses
+                    .iter()
+                    .map(|a| crate::config::parse_host_port(a).map_or_else(String::new, |h| h.0))
+                    .collect(),
+                ca: cfg.tls_ca.as_ref().map(PathBuf::from),
+                only: true,
+            });
             return Ok(Backends {
                 addrs,
                 kind: "external",
@@ -386,6 +473,8 @@ pub fn start_backends(
                 cpus: None,
                 _embedded: None,
                 cluster: None,
+                tls,
+                pki: None,
             });
         }
         BackendKind::Embedded => false,
@@ -406,15 +495,42 @@ pub fn start_backends(
         }
         BackendKind::Auto => redis_bin.is_some(),
     };
+    if cfg.tls && !use_redis {
+        return Err(BenchError::setup(format!(
+            "backends.tls = true needs redis-server, and `{}` is not on PATH (the embedded backend has no TLS)",
+            cfg.redis_server
+        )));
+    }
     if use_redis {
         let bin = redis_bin.expect("checked above");
+        let files = match (cfg.tls, pki) {
+            (false, _) => None,
+            (true, Some(p)) => Some(procs::RedisTls {
+                cert: p.cert().to_path_buf(),
+                key: p.key().to_path_buf(),
+                ca: p.ca().to_path_buf(),
+            }),
+            (true, None) => {
+                return Err(BenchError::setup(
+                    "backends.tls = true but no certificates were made for the run",
+                ))
+            }
+        };
         let mut guards = Vec::with_capacity(count);
         let mut addrs = Vec::with_capacity(count);
+        let mut tls_addrs = Vec::with_capacity(count);
         for _ in 0..count {
-            let (g, a) = procs::start_redis(&bin, cpus)?;
+            let (g, a, t) = procs::start_redis(&bin, files.as_ref(), cpus)?;
             guards.push(g);
             addrs.push(a);
+            tls_addrs.extend(t);
         }
+        let tls = files.as_ref().map(|f| BackendTls {
+            names: tls_addrs.iter().map(|a| a.ip().to_string()).collect(),
+            addrs: tls_addrs,
+            ca: Some(f.ca.clone()),
+            only: false,
+        });
         Ok(Backends {
             addrs,
             kind: "redis-server",
@@ -432,10 +548,15 @@ pub fn start_backends(
                 .map(|g| (g.name.clone(), g.cpus_allowed()))
                 .collect(),
             children: slots(guards),
-            spawner: Some(Spawner::Redis(bin)),
+            spawner: Some(Spawner::Redis {
+                binary: bin,
+                tls: files,
+            }),
             cpus: cpus.cloned(),
             _embedded: None,
             cluster: None,
+            tls,
+            pki: None,
         })
     } else {
         let e = embedded::start(count, cpus)?;
@@ -451,6 +572,8 @@ pub fn start_backends(
             cpus: None,
             _embedded: Some(e),
             cluster: None,
+            tls: None,
+            pki: None,
         })
     }
 }
@@ -493,6 +616,8 @@ fn start_memcached(
         cpus: cpus.cloned(),
         _embedded: None,
         cluster: None,
+        tls: None,
+        pki: None,
     })
 }
 
@@ -554,6 +679,8 @@ pub struct RunningTarget {
     /// `direct` to a cluster: per slot, the index in `addrs` of the master
     /// that serves it, so the load routes by slot itself.
     pub slot_owners: Option<std::sync::Arc<Vec<u16>>>,
+    /// Over TLS: how the driver verifies each of `addrs` (empty: plaintext).
+    pub tls: Vec<TlsClient>,
 }
 
 /// Where a target's syscalls can be read.
@@ -586,8 +713,31 @@ struct ReloadPlan {
     protocol: Protocol,
     backends: Vec<SocketAddr>,
     knobs: Option<Knobs>,
+    tls: PoolTls,
     /// The binary's `-c` file (None in-process).
     conf: Option<PathBuf>,
+}
+
+/// The TLS keys of a generated pool.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PoolTls {
+    /// `tls_cert` and `tls_key`: the listener speaks TLS.
+    pub listen: Option<(PathBuf, PathBuf)>,
+    /// `server_tls: true` with this `server_tls_ca`, and `server_tls_name`
+    /// when given.
+    pub servers: Option<(PathBuf, Option<String>)>,
+}
+
+impl PoolTls {
+    /// `, TLS clients and servers` for the target's description.
+    fn describe(&self) -> &'static str {
+        match (self.listen.is_some(), self.servers.is_some()) {
+            (true, true) => ", TLS clients and servers",
+            (true, false) => ", TLS clients",
+            (false, true) => ", TLS to servers",
+            (false, false) => "",
+        }
+    }
 }
 
 impl std::fmt::Debug for RunningTarget {
@@ -600,6 +750,28 @@ impl std::fmt::Debug for RunningTarget {
 }
 
 impl RunningTarget {
+    /// A target with no process of ncbench's: the backends themselves or an
+    /// external address.
+    fn unmanaged(
+        addrs: Vec<SocketAddr>,
+        stats: Option<SocketAddr>,
+        how: String,
+        tls: Vec<TlsClient>,
+    ) -> RunningTarget {
+        RunningTarget {
+            addrs,
+            stats,
+            how,
+            pid: None,
+            cpus_observed: Vec::new(),
+            io: IoSource::None,
+            reload: None,
+            guard: Guard::None,
+            slot_owners: None,
+            tls,
+        }
+    }
+
     /// Reloads the proxy with `change` applied to its pool; returns the
     /// outcome for the event record (`ok`, `failed: ...`, `not supported: ...`).
     pub fn reload(&self, change: &ProxyChange) -> String {
@@ -616,7 +788,14 @@ impl RunningTarget {
             iov_max: change.iov_max.unwrap_or(k.iov_max),
             send_limit: change.send_limit.unwrap_or(k.send_limit),
         });
-        let yaml = proxy_yaml(plan.listen, &proxy, plan.protocol, &plan.backends, knobs);
+        let yaml = proxy_yaml(
+            plan.listen,
+            &proxy,
+            plan.protocol,
+            &plan.backends,
+            knobs,
+            &plan.tls,
+        );
         match (&self.guard, &plan.conf, self.pid) {
             (Guard::InProc(p), _, _) => match p.reload(&yaml) {
                 Ok(()) => "ok".into(),
@@ -650,6 +829,7 @@ pub fn proxy_yaml(
     protocol: Protocol,
     backends: &[SocketAddr],
     knobs: Option<Knobs>,
+    tls: &PoolTls,
 ) -> String {
     let mut y = String::new();
     y.push_str(&format!("{POOL}:\n"));
@@ -671,6 +851,17 @@ pub fn proxy_yaml(
         y.push_str(&format!("  iov_max: {}\n", k.iov_max));
         if let Some(l) = k.send_limit.0 {
             y.push_str(&format!("  send_limit: {l}\n"));
+        }
+    }
+    if let Some((cert, key)) = &tls.listen {
+        y.push_str(&format!("  tls_cert: {}\n", cert.display()));
+        y.push_str(&format!("  tls_key: {}\n", key.display()));
+    }
+    if let Some((ca, name)) = &tls.servers {
+        y.push_str("  server_tls: true\n");
+        y.push_str(&format!("  server_tls_ca: {}\n", ca.display()));
+        if let Some(n) = name {
+            y.push_str(&format!("  server_tls_name: {n}\n"));
         }
     }
     y.push_str("  servers:\n");
@@ -731,6 +922,15 @@ pub fn start_target(
             };
             (&cluster_proxy, masters.clone())
         }
+        None if spec.server_tls => match &backends.tls {
+            Some(t) => (proxy, t.addrs.clone()),
+            None => {
+                return Err(BenchError::setup(
+                    "server_tls = true needs [backends] tls = true (backends with TLS ports)",
+                )
+                .into())
+            }
+        },
         None => (proxy, backends.addrs.clone()),
     };
     if cluster.is_some() && spec.kind == TargetKind::Nutcracker {
@@ -742,46 +942,56 @@ pub fn start_target(
     match spec.kind {
         TargetKind::Direct if cluster.is_some() => {
             let (masters, owners) = cluster.expect("checked");
+            let how = format!("{} masters directly, routed by slot", masters.len());
             Ok(RunningTarget {
-                how: format!("{} masters directly, routed by slot", masters.len()),
-                addrs: masters,
-                stats: None,
-                pid: None,
-                cpus_observed: Vec::new(),
-                io: IoSource::None,
-                reload: None,
-                guard: Guard::None,
                 slot_owners: Some(std::sync::Arc::new(owners)),
+                ..RunningTarget::unmanaged(masters, None, how, Vec::new())
             })
         }
-        TargetKind::Direct => Ok(RunningTarget {
-            addrs: backends.addrs.clone(),
-            stats: None,
-            how: format!("{} backends directly", backends.kind),
-            pid: None,
-            cpus_observed: Vec::new(),
-            io: IoSource::None,
-            reload: None,
-            guard: Guard::None,
-            slot_owners: None,
-        }),
+        TargetKind::Direct => {
+            let (addrs, tls, how) = match (&backends.tls, spec.tls) {
+                (_, false) => (
+                    backends.addrs.clone(),
+                    Vec::new(),
+                    format!("{} backends directly", backends.kind),
+                ),
+                (Some(t), true) => (
+                    t.addrs.clone(),
+                    (0..t.addrs.len())
+                        .map(|i| t.client(i))
+                        .collect::<Result<_>>()?,
+                    format!("{} backends directly, over TLS", backends.kind),
+                ),
+                (None, true) => {
+                    return Err(BenchError::setup(
+                        "a direct target over TLS needs [backends] tls = true",
+                    )
+                    .into())
+                }
+            };
+            Ok(RunningTarget::unmanaged(addrs, None, how, tls))
+        }
         TargetKind::External => {
-            let addr = resolve(spec.address.as_deref().unwrap_or_default())?;
+            let address = spec.address.as_deref().unwrap_or_default();
+            let addr = resolve(address)?;
             let stats = match &spec.stats {
                 Some(s) => Some(resolve(s)?),
                 None => None,
             };
-            Ok(RunningTarget {
-                addrs: vec![addr],
-                stats,
-                how: format!("external {addr}"),
-                pid: None,
-                cpus_observed: Vec::new(),
-                io: IoSource::None,
-                reload: None,
-                guard: Guard::None,
-                slot_owners: None,
-            })
+            let tls = match spec.tls {
+                false => Vec::new(),
+                true => {
+                    let config = crate::tls::client_config(spec.tls_ca.as_deref().map(Path::new))?;
+                    let host = crate::config::parse_host_port(address)
+                        .map_or_else(|| addr.ip().to_string(), |h| h.0);
+                    vec![TlsClient::new(config, &host)?]
+                }
+            };
+            let how = match spec.tls {
+                true => format!("external {addr}, over TLS"),
+                false => format!("external {addr}"),
+            };
+            Ok(RunningTarget::unmanaged(vec![addr], stats, how, tls))
         }
         TargetKind::Nutcracker => {
             let name = spec
@@ -796,7 +1006,14 @@ pub fn start_target(
             };
             let listen: SocketAddr = ([127, 0, 0, 1], procs::free_port()?).into();
             // nutcracker has no send-path knobs: it always batches up to 128 iovecs.
-            let yaml = proxy_yaml(listen, proxy, backends.protocol, &pool_servers, None);
+            let yaml = proxy_yaml(
+                listen,
+                proxy,
+                backends.protocol,
+                &pool_servers,
+                None,
+                &PoolTls::default(),
+            );
             let child = procs::start_proxy_binary(&bin, &yaml, listen, &[], workdir, cpus)?;
             let g = child.guard;
             let version = procs::version_of(&bin, "-V").unwrap_or_else(|| "nutcracker".into());
@@ -814,20 +1031,33 @@ pub fn start_target(
                     protocol: backends.protocol,
                     backends: pool_servers.clone(),
                     knobs: None,
+                    tls: PoolTls::default(),
                     conf: Some(child.conf),
                 }),
                 guard: Guard::Child { _guard: g },
                 slot_owners: None,
+                tls: Vec::new(),
             })
         }
         TargetKind::Ncproxy | TargetKind::NcproxyBin => {
             let listen: SocketAddr = ([127, 0, 0, 1], procs::free_port()?).into();
-            let yaml = proxy_yaml(listen, proxy, backends.protocol, &pool_servers, knobs);
+            let (pool_tls, driver_tls) = ncproxy_tls(spec, backends, listen)?;
+            let yaml = proxy_yaml(
+                listen,
+                proxy,
+                backends.protocol,
+                &pool_servers,
+                knobs,
+                &pool_tls,
+            );
             let workers = spec.workers.unwrap_or(proxy.workers);
             let busy_poll_us = spec.busy_poll_us.unwrap_or(proxy.busy_poll_us);
             let settings = match busy_poll_us {
-                0 => format!("{workers} worker(s)"),
-                us => format!("{workers} worker(s), busy-poll {us} us"),
+                0 => format!("{workers} worker(s){}", pool_tls.describe()),
+                us => format!(
+                    "{workers} worker(s), busy-poll {us} us{}",
+                    pool_tls.describe()
+                ),
             };
             let plan = ReloadPlan {
                 kind: spec.kind,
@@ -836,6 +1066,7 @@ pub fn start_target(
                 protocol: backends.protocol,
                 backends: pool_servers.clone(),
                 knobs,
+                tls: pool_tls,
                 conf: None,
             };
             if spec.kind == TargetKind::Ncproxy {
@@ -859,6 +1090,7 @@ pub fn start_target(
                         reload: Some(plan),
                         guard: Guard::InProc(Box::new(p)),
                         slot_owners: None,
+                        tls: driver_tls,
                     });
                 }
             }
@@ -892,9 +1124,49 @@ pub fn start_target(
                 }),
                 guard: Guard::Child { _guard: g },
                 slot_owners: None,
+                tls: driver_tls,
             })
         }
     }
+}
+
+/// An ncproxy target's pool TLS keys, and how the driver verifies its
+/// listener (the run's CA, the listen address as the name).
+fn ncproxy_tls(
+    spec: &TargetSpec,
+    backends: &Backends,
+    listen: SocketAddr,
+) -> std::result::Result<(PoolTls, Vec<TlsClient>), StartError> {
+    let mut pool = PoolTls::default();
+    let mut driver = Vec::new();
+    if spec.tls {
+        let Some(pki) = &backends.pki else {
+            return Err(
+                BenchError::setup("tls = true but no certificates were made for the run").into(),
+            );
+        };
+        pool.listen = Some((pki.cert().to_path_buf(), pki.key().to_path_buf()));
+        driver.push(TlsClient::for_addr(pki.client_config()?, listen));
+    }
+    if spec.server_tls {
+        let Some(t) = &backends.tls else {
+            return Err(BenchError::setup("server_tls = true needs [backends] tls = true").into());
+        };
+        let Some(ca) = &t.ca else {
+            return Err(BenchError::setup(
+                "server_tls = true needs a CA for the backends (backends.tls_ca)",
+            )
+            .into());
+        };
+        // One host name for every backend that is not an address: ncproxy
+        // verifies it (the pool lists the resolved addresses).
+        let first = t.names.first().cloned().unwrap_or_default();
+        let name = (t.names.iter().all(|n| *n == first)
+            && first.parse::<std::net::IpAddr>().is_err())
+        .then_some(first);
+        pool.servers = Some((ca.clone(), name));
+    }
+    Ok((pool, driver))
 }
 
 /// What ncproxy says when it does not serve memcache pools (nc_proxy's
@@ -925,7 +1197,7 @@ mod tests {
             "127.0.0.1:7002".parse().unwrap(),
         ];
         let listen = "127.0.0.1:9000".parse().unwrap();
-        let y = proxy_yaml(listen, &p, Protocol::Redis, &b, None);
+        let y = proxy_yaml(listen, &p, Protocol::Redis, &b, None, &PoolTls::default());
         assert!(y.starts_with("bench:\n  listen: 127.0.0.1:9000\n"));
         assert!(y.contains("  redis: true\n"));
         assert!(y.contains("    - 127.0.0.1:7002:1 s1\n"));
@@ -935,8 +1207,26 @@ mod tests {
             iov_max: 16,
             send_limit: SendLimit(Some(4096)),
         };
-        let y = proxy_yaml(listen, &p, Protocol::Memcache, &b, Some(k));
+        let y = proxy_yaml(
+            listen,
+            &p,
+            Protocol::Memcache,
+            &b,
+            Some(k),
+            &PoolTls::default(),
+        );
         assert!(y.contains("  redis: false\n"));
         assert!(y.contains("  send_mode: per_message\n  iov_max: 16\n  send_limit: 4096\n"));
+        assert!(!y.contains("tls"));
+        let tls = PoolTls {
+            listen: Some(("/p/server.pem".into(), "/p/server.key".into())),
+            servers: Some(("/p/ca.pem".into(), None)),
+        };
+        let y = proxy_yaml(listen, &p, Protocol::Redis, &b, None, &tls);
+        assert!(
+            y.contains("  tls_cert: /p/server.pem\n  tls_key: /p/server.key\n  server_tls: true\n  server_tls_ca: /p/ca.pem\n  servers:\n"),
+            "{y}"
+        );
+        assert_eq!(tls.describe(), ", TLS clients and servers");
     }
 }
