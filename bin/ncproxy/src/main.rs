@@ -97,6 +97,7 @@ fn run(opts: &Options) -> ExitCode {
             .prometheus_port
             .map(|port| (opts.stats_addr.clone(), port)),
         busy_poll: std::time::Duration::from_micros(u64::from(opts.busy_poll_us)),
+        io: opts.io,
     };
     if let Err(err) = log::log_fatal_signals() {
         log::error(format_args!("signal setup failed: {}", os_text(&err)));

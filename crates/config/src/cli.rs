@@ -13,7 +13,7 @@
 //! wrap-around), so `-s 4294967297` is port 1, exactly as in nutcracker.
 //!
 //! Extensions are long-only (`--workers`, `--send-mode`, `--iov-max`,
-//! `--send-limit`, `--prometheus-port`, `--busy-poll`) and must be spelled in full, so that
+//! `--send-limit`, `--prometheus-port`, `--busy-poll`, `--io`) and must be spelled in full, so that
 //! every abbreviation nutcracker accepts keeps meaning the same option.
 
 use std::ffi::OsString;
@@ -35,6 +35,35 @@ pub const MIN_MBUF_SIZE: usize = 512;
 pub const MAX_MBUF_SIZE: usize = 16_777_216;
 /// The longest `--busy-poll` window, in microseconds (10 ms).
 pub const MAX_BUSY_POLL_US: u32 = 10_000;
+
+/// `--io` (extension): how the workers do client socket I/O.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum IoMode {
+    /// Readiness (epoll) and one syscall per read or send: the default.
+    #[default]
+    Epoll,
+    /// Client receives and reply sends on a per-worker io_uring, submitted
+    /// once per event-loop iteration (falls back to epoll where io_uring
+    /// is unavailable).
+    Uring,
+}
+
+impl IoMode {
+    pub fn name(self) -> &'static str {
+        match self {
+            IoMode::Epoll => "epoll",
+            IoMode::Uring => "uring",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<IoMode> {
+        match name {
+            "epoll" => Some(IoMode::Epoll),
+            "uring" => Some(IoMode::Uring),
+            _ => None,
+        }
+    }
+}
 
 /// The nutcracker version ncproxy is compatible with.
 pub const NUTCRACKER_VERSION: &str = "0.5.0";
@@ -90,6 +119,8 @@ pub struct Options {
     /// `--busy-poll` (extension): microseconds a worker keeps polling after
     /// activity before it sleeps; 0 = off.
     pub busy_poll_us: u32,
+    /// `--io` (extension): epoll (default) or uring.
+    pub io: IoMode,
 }
 
 impl Default for Options {
@@ -110,6 +141,7 @@ impl Default for Options {
             send_limit: None,
             prometheus_port: None,
             busy_poll_us: 0,
+            io: IoMode::Epoll,
         }
     }
 }
@@ -182,6 +214,12 @@ pub enum CliError {
     /// `--busy-poll` above its maximum.
     #[error("nutcracker: option --busy-poll value must be between 0 and {MAX_BUSY_POLL_US} usec")]
     BusyPollRange,
+    /// `--io` missing its value.
+    #[error("nutcracker: option --io requires a string")]
+    IoMissing,
+    /// `--io` value not recognised.
+    #[error("nutcracker: option --io value '{0}' is not \"epoll\" or \"uring\"")]
+    InvalidIo(String),
 }
 
 /// Option identities: nutcracker's short characters, then the extensions.
@@ -194,6 +232,7 @@ enum Opt {
     SendLimit,
     PrometheusPort,
     BusyPoll,
+    Io,
 }
 
 struct LongOpt {
@@ -242,6 +281,7 @@ const LONG_OPTIONS: &[LongOpt] = &[
     ext("send-limit", Opt::SendLimit),
     ext("prometheus-port", Opt::PrometheusPort),
     ext("busy-poll", Opt::BusyPoll),
+    ext("io", Opt::Io),
 ];
 
 /// nutcracker's short option string "hVtdDv:o:c:s:i:a:p:m:": (char, has_arg).
@@ -281,6 +321,7 @@ fn missing_value(opt: Opt) -> CliError {
         Opt::SendLimit => CliError::ExtRequiresNumber("send-limit"),
         Opt::PrometheusPort => CliError::ExtRequiresNumber("prometheus-port"),
         Opt::BusyPoll => CliError::ExtRequiresNumber("busy-poll"),
+        Opt::Io => CliError::IoMissing,
     }
 }
 
@@ -405,6 +446,10 @@ fn apply(opt: Opt, value: &[u8], o: &mut Options, f: &mut Flags) -> Result<(), C
                 return Err(CliError::BusyPollRange);
             }
             o.busy_poll_us = v as u32;
+        }
+        Opt::Io => {
+            let s = lossy(value);
+            o.io = IoMode::from_name(&s).ok_or(CliError::InvalidIo(s))?;
         }
     }
     Ok(())
@@ -546,6 +591,7 @@ pub fn usage_text() -> String {
          \x20     --send-limit=N     : override every pool's send_limit in bytes\r\n\
          \x20     --prometheus-port=N: serve prometheus metrics on this port (default: off)\r\n\
          \x20     --busy-poll=N      : poll N usec after activity before a worker sleeps (default: 0, off)\r\n\
+         \x20     --io=S             : client socket I/O: epoll or uring (default: epoll)\r\n\
          \n"
     )
 }
@@ -952,5 +998,22 @@ mod tests {
         }
         assert!(u.ends_with("\r\n\n"));
         assert_eq!(help_text(), format!("{v}{u}"));
+    }
+
+    #[test]
+    fn io_mode() {
+        assert_eq!(opts(&[]).io, IoMode::Epoll, "epoll by default");
+        assert_eq!(opts(&["--io", "uring"]).io, IoMode::Uring);
+        assert_eq!(opts(&["--io=epoll"]).io, IoMode::Epoll);
+        assert_eq!(
+            error(&["--io"]),
+            "nutcracker: option --io requires a string"
+        );
+        assert_eq!(
+            error(&["--io=poll"]),
+            "nutcracker: option --io value 'poll' is not \"epoll\" or \"uring\""
+        );
+        // Long-only extensions must be spelled in full.
+        assert!(run(&["--i=uring"]).is_err());
     }
 }

@@ -16,7 +16,8 @@
 //! - `conn`: the connection tasks: `client`, `server`, and `replies` (a
 //!   client's in-order reply queue and fragment coalescing).
 //! - `io`: the send chain (twemproxy's `msg_send_chain`), streams and their
-//!   readiness loops, raw syscalls (the only unsafe code), `--busy-poll`.
+//!   readiness loops, raw syscalls and the io_uring client path of
+//!   `--io uring` (the only unsafe code), `--busy-poll`.
 //! - `stats`, `stats_server`: single-writer counters and the JSON endpoint.
 //! - `log`, `errno`: nutcracker-style log lines and error texts.
 #![deny(unsafe_code)]
@@ -62,6 +63,10 @@ pub struct RunOptions {
     /// `--busy-poll`: how long a worker keeps polling after activity before
     /// it blocks; zero (the default) blocks at once, as nutcracker does.
     pub busy_poll: Duration,
+    /// `--io`: client socket I/O on epoll (the default) or on a per-worker
+    /// io_uring; uring falls back to epoll, with a log line, where the
+    /// kernel does not offer it.
+    pub io: nc_config::cli::IoMode,
 }
 
 impl Default for RunOptions {
@@ -73,6 +78,7 @@ impl Default for RunOptions {
             mbuf_size: nc_protocol::DEFAULT_MBUF_SIZE,
             prometheus: None,
             busy_poll: Duration::ZERO,
+            io: nc_config::cli::IoMode::Epoll,
         }
     }
 }
@@ -410,6 +416,15 @@ pub fn start(config: Config, opts: RunOptions) -> Result<RunningProxy, StartErro
         shared.tls.set(tls);
     }
     let admission = Arc::new(worker::Admission::new(&config, workers));
+    // Probed once, so a refusal is one log line, not one per worker.
+    let uring = opts.io == nc_config::cli::IoMode::Uring
+        && match io::uring::probe() {
+            Ok(()) => true,
+            Err(reason) => {
+                io::uring::log_fallback(&reason);
+                false
+            }
+        };
     let (control, control_rx) = watch::channel((worker::Control::Run, Duration::ZERO));
     let mut messages = Vec::new();
     let mut threads = Vec::new();
@@ -437,6 +452,7 @@ pub fn start(config: Config, opts: RunOptions) -> Result<RunningProxy, StartErro
             messages: receiver,
             busy_poll: opts.busy_poll,
             health_checks: w == 0,
+            uring,
         };
         let thread = std::thread::Builder::new()
             .name(format!("ncproxy-worker-{w}"))

@@ -147,6 +147,21 @@ pub struct ClusterPoolStats {
 pub struct WorkerStats {
     pub total_connections: Counter,
     pub curr_connections: Counter,
+    /// `--io uring`: this worker runs a ring (1) or fell back to epoll (0).
+    pub uring: UringStats,
+}
+
+/// `--io uring` counters of one worker's ring (zero on epoll).
+#[derive(Debug, Default)]
+pub struct UringStats {
+    /// 1 while the worker's client I/O runs on its ring.
+    pub active: Counter,
+    /// `io_uring_enter` calls that submitted SQEs.
+    pub submits: Counter,
+    /// SQEs submitted (client receives, reply sends, cancels).
+    pub sqes: Counter,
+    /// Completions reaped.
+    pub cqes: Counter,
 }
 
 impl PoolStats {

@@ -16,6 +16,7 @@ use crate::dialect::{Action, Split, SplitRequest, TransactionStep, Wire};
 use crate::errno::errno_of;
 use crate::io::chain::Sent;
 use crate::io::stream::Stream;
+use crate::io::uring::ClientIo;
 use crate::log;
 use crate::pool::{Pool, PoolHandle, Target};
 
@@ -25,7 +26,7 @@ const READ_CHUNK: usize = 16 * 1024;
 /// client that never reads cannot grow the proxy's memory without bound.
 const MAX_OUTSTANDING: usize = 1 << 16;
 /// Reads in a row before replies are sent, while each read fills its buffer.
-const MAX_READS_IN_A_ROW: usize = 16;
+const MAX_READS_IN_A_ROW: usize = crate::io::uring::FULL_READS_BEFORE_SEND as usize;
 /// The key that routes commands without one (COMMAND, LOLWUT).
 const PLACEHOLDER_KEY: &[u8] = b"placeholder";
 
@@ -51,10 +52,20 @@ pub(crate) async fn serve(stream: Stream, handle: Rc<PoolHandle>) {
         pool.limits,
         pool.client_output_limit,
     ));
+    let io = match ClientIo::new(stream) {
+        Ok(io) => io,
+        Err(e) => {
+            log::debug(format_args!("client socket to io_uring failed: {e}"));
+            stats.client_err.incr();
+            stats.client_connections.sub(1);
+            pool.conns.curr_connections.sub(1);
+            return;
+        }
+    };
     let registration = pool.worker.register(&shared);
     let _open = crate::io::busy_poll::OpenClient::new();
     let mut client = Client {
-        stream,
+        io,
         // Allocated on the first read: idle clients cost no buffer.
         rbuf: BytesMut::new(),
         shared: shared.clone(),
@@ -81,7 +92,8 @@ pub(crate) async fn serve(stream: Stream, handle: Rc<PoolHandle>) {
 }
 
 struct Client {
-    stream: Stream,
+    /// The socket, on the epoll path or on the worker's ring (`--io uring`).
+    io: ClientIo,
     rbuf: BytesMut,
     shared: Rc<ClientShared>,
     handle: Rc<PoolHandle>,
@@ -142,7 +154,7 @@ impl Client {
             if must_close {
                 return Poll::Ready(End::Error);
             }
-            if (self.eof || self.quit) && empty && !self.stream.has_pending_output() {
+            if (self.eof || self.quit) && empty && !self.io.has_pending_output() {
                 return Poll::Ready(End::Eof);
             }
             if !progress {
@@ -166,7 +178,7 @@ impl Client {
             if self.eof || self.quit || self.shared.outstanding() >= MAX_OUTSTANDING {
                 return Ok(());
             }
-            match self.stream.poll_read_into(cx, &mut self.rbuf, READ_CHUNK) {
+            match self.io.poll_read_into(cx, &mut self.rbuf, READ_CHUNK) {
                 Poll::Pending => return Ok(()),
                 Poll::Ready(Ok(0)) => {
                     self.eof = true;
@@ -483,19 +495,22 @@ impl Client {
     }
 
     fn send(&mut self, cx: &mut Context<'_>, progress: &mut bool) -> Result<(), End> {
+        if !self.quit && self.io.defers_send() {
+            return Ok(());
+        }
         loop {
             let ready = self
                 .shared
                 .with_send_queue(|q| q.head_ready() && !q.must_close());
-            if !ready && !self.stream.has_pending_output() {
+            if !ready && !self.io.has_pending_output() {
                 return Ok(());
             }
             let opts = &self.pool.send;
             let stats = &self.pool.stats().client_send;
-            let (stream, offset) = (&self.stream, &mut self.send_offset);
+            let (io, offset) = (&mut self.io, &mut self.send_offset);
             match self
                 .shared
-                .with_send_queue(|q| stream.poll_send_once(cx, q, offset, opts, stats))
+                .with_send_queue(|q| io.poll_send_once(cx, q, offset, opts, stats))
             {
                 Poll::Pending | Poll::Ready(Ok(Sent::Idle)) => return Ok(()),
                 Poll::Ready(Ok(_)) => *progress = true,
