@@ -5,9 +5,10 @@
 //! client keeps one receive armed on its worker's ring, and a reply send is
 //! an SQE built from the same batch `chain::gather` makes for `writev` (one
 //! `sendmsg` SQE per batch). Nothing is submitted when it is queued: the
-//! worker's runtime calls [`submit_pending`] from its `on_thread_park` hook,
-//! so one `io_uring_enter` per event-loop iteration carries every client's
-//! sends and re-armed receives. Completions signal an eventfd registered
+//! first SQE queued wakes the worker's submitter task, which runs after the
+//! tasks already runnable, and the runtime's `on_thread_park` hook submits
+//! whatever is left before the worker sleeps, so one `io_uring_enter` per
+//! event-loop iteration carries every client's sends and re-armed receives. Completions signal an eventfd registered
 //! with the ring; the worker's reaper task awaits it through tokio (it is
 //! never read: each completion is a new edge) and wakes the connections
 //! whose operations finished. Server connections stay on epoll and the
@@ -81,11 +82,9 @@ pub(crate) fn log_fallback(reason: &str) {
     ));
 }
 
-/// Sets this worker's ring up; returns the reaper task to spawn (it runs
-/// as long as the worker). Called inside the worker's runtime.
-pub(crate) fn install(
-    stats: Arc<WorkerStats>,
-) -> Result<impl std::future::Future<Output = ()>, String> {
+/// Sets this worker's ring up and spawns its reaper and submitter tasks
+/// (they run as long as the worker). Called inside the worker's `LocalSet`.
+pub(crate) fn install(stats: Arc<WorkerStats>) -> Result<(), String> {
     let (ring, eventfd) = Ring::setup(stats.clone())?;
     // SAFETY: an OwnedFd keeps its descriptor open and unchanged for as
     // long as the AsyncFd owns it.
@@ -94,7 +93,9 @@ pub(crate) fn install(
             .map_err(|e| format!("eventfd registration: {e}"))?;
     stats.uring.active.set(1);
     RING.with(|slot| *slot.borrow_mut() = Some(ring));
-    Ok(reap_loop(eventfd))
+    tokio::task::spawn_local(reap_loop(eventfd));
+    tokio::task::spawn_local(submit_loop());
+    Ok(())
 }
 
 /// Tears this worker's ring down once its connections are gone.
@@ -114,10 +115,32 @@ pub(crate) fn submit_pending() {
     RING.with(|slot| {
         if let Ok(mut slot) = slot.try_borrow_mut() {
             if let Some(ring) = slot.as_mut() {
-                ring.submit();
+                ring.submit_and_reap();
             }
         }
     });
+}
+
+/// Submits what the tasks that ran before it queued. Woken by the first
+/// SQE queued after its last run, it runs after the tasks already runnable
+/// (the scheduler's queue is FIFO), so the connections woken together share
+/// one `io_uring_enter` even while the worker is too busy to park.
+async fn submit_loop() {
+    std::future::poll_fn(|cx| {
+        let alive = with_ring(|ring| {
+            ring.submit_and_reap();
+            ring.submit_scheduled = false;
+            match &ring.submitter {
+                Some(w) if w.will_wake(cx.waker()) => {}
+                _ => ring.submitter = Some(cx.waker().clone()),
+            }
+        });
+        match alive {
+            Some(()) => Poll::Pending,
+            None => Poll::Ready(()),
+        }
+    })
+    .await
 }
 
 async fn reap_loop(eventfd: AsyncFd<OwnedFd>) {
@@ -145,6 +168,9 @@ struct Ring {
     free: Vec<u32>,
     /// SQEs queued since the last submit.
     queued: usize,
+    /// The submitter task, and whether it has been woken since it last ran.
+    submitter: Option<Waker>,
+    submit_scheduled: bool,
     stats: Arc<WorkerStats>,
 }
 
@@ -224,6 +250,8 @@ impl Ring {
                 ops: Vec::new(),
                 free: Vec::new(),
                 queued: 0,
+                submitter: None,
+                submit_scheduled: false,
                 stats,
             },
             eventfd,
@@ -244,12 +272,29 @@ impl Ring {
             // SAFETY: the caller keeps the SQE's buffers alive (see above).
             if unsafe { self.ring.submission().push(sqe) }.is_ok() {
                 self.queued += 1;
+                if !self.submit_scheduled {
+                    self.submit_scheduled = true;
+                    if let Some(submitter) = &self.submitter {
+                        submitter.wake_by_ref();
+                    }
+                }
                 return Ok(());
             }
             self.submit();
             self.reap();
         }
         Err(io::Error::other("io_uring submission queue stays full"))
+    }
+
+    /// Submits, then takes the completions that are already there (sends
+    /// that went out at once): their connections run in this pass, so a
+    /// deep pipeline's replies go out batch after batch without waiting for
+    /// the eventfd to come round.
+    fn submit_and_reap(&mut self) {
+        if self.queued > 0 {
+            self.submit();
+            self.reap();
+        }
     }
 
     fn submit(&mut self) {
@@ -731,8 +776,7 @@ mod tests {
         let local = tokio::task::LocalSet::new();
         let stats = Arc::new(WorkerStats::default());
         local.block_on(&runtime, async {
-            let reaper = install(stats.clone()).expect("io_uring is available");
-            tokio::task::spawn_local(reaper);
+            install(stats.clone()).expect("io_uring is available");
             test(stats.clone()).await;
         });
         drop(local);

@@ -107,11 +107,8 @@ pub(crate) fn run(setup: WorkerSetup) {
             uring,
         } = setup;
         if uring {
-            match crate::io::uring::install(stats.clone()) {
-                Ok(reaper) => {
-                    tokio::task::spawn_local(reaper);
-                }
-                Err(reason) => crate::io::uring::log_fallback(&reason),
+            if let Err(reason) = crate::io::uring::install(stats.clone()) {
+                crate::io::uring::log_fallback(&reason);
             }
         }
         if !busy_poll.is_zero() {
