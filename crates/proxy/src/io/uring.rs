@@ -207,7 +207,7 @@ enum Keep {
 struct SendKeep {
     msg: libc::msghdr,
     iovs: Vec<libc::iovec>,
-    _bufs: Vec<Bytes>,
+    bufs: Vec<Bytes>,
     total: usize,
 }
 
@@ -447,6 +447,8 @@ pub(crate) struct UringConn {
     fd: Rc<OwnedFd>,
     recv: Option<u32>,
     send: Option<u32>,
+    /// The last send's buffers, reused by the next.
+    spare: Option<Box<SendKeep>>,
     /// Reads in a row that filled their buffer (modulo
     /// `FULL_READS_BEFORE_SEND`): more is probably waiting.
     full_reads: u32,
@@ -458,6 +460,7 @@ impl UringConn {
             fd: Rc::new(fd),
             recv: None,
             send: None,
+            spare: None,
             full_reads: 0,
         }
     }
@@ -578,17 +581,22 @@ impl UringConn {
                     return Poll::Pending;
                 };
                 self.send = None;
-                let Keep::Send(keep) = keep else {
+                let Keep::Send(mut keep) = keep else {
                     return Poll::Ready(Err(io::Error::other("io_uring send lost")));
                 };
+                let total = keep.total;
+                // Kept for the next send: no allocation per batch.
+                keep.iovs.clear();
+                keep.bufs.clear();
+                self.spare = Some(keep);
                 if res >= 0 {
                     let written = res as usize;
                     stats.bytes.add(written as u64);
-                    if written < keep.total {
+                    if written < total {
                         stats.partial.incr();
                     }
                     chain::complete(queue, offset, written);
-                    return Poll::Ready(Ok(if written < keep.total {
+                    return Poll::Ready(Ok(if written < total {
                         Sent::Short
                     } else {
                         Sent::All
@@ -603,24 +611,23 @@ impl UringConn {
                 drop(iovs);
                 return Poll::Ready(Ok(chain::complete_empty(queue, offset, looked_at)));
             }
-            let iovs: Vec<libc::iovec> = iovs
-                .iter()
-                .map(|s| libc::iovec {
-                    iov_base: s.as_ptr() as *mut libc::c_void,
-                    iov_len: s.len(),
+            let mut keep = self.spare.take().unwrap_or_else(|| {
+                Box::new(SendKeep {
+                    // SAFETY: msghdr is plain data; all-zero is a valid empty header.
+                    msg: unsafe { std::mem::zeroed() },
+                    iovs: Vec::new(),
+                    bufs: Vec::new(),
+                    total: 0,
                 })
-                .collect();
-            let bufs: Vec<Bytes> = (0..looked_at)
-                .filter_map(|i| queue.message_owned(i))
-                .collect();
-            stats.iovecs.add(iovs.len() as u64);
-            // SAFETY: msghdr is plain data; all-zero is a valid empty header.
-            let mut keep = Box::new(SendKeep {
-                msg: unsafe { std::mem::zeroed() },
-                iovs,
-                _bufs: bufs,
-                total,
             });
+            keep.iovs.extend(iovs.iter().map(|s| libc::iovec {
+                iov_base: s.as_ptr() as *mut libc::c_void,
+                iov_len: s.len(),
+            }));
+            keep.bufs
+                .extend((0..looked_at).filter_map(|i| queue.message_owned(i)));
+            keep.total = total;
+            stats.iovecs.add(keep.iovs.len() as u64);
             keep.msg.msg_iov = keep.iovs.as_mut_ptr();
             keep.msg.msg_iovlen = keep.iovs.len() as _;
             let sqe = opcode::SendMsg::new(types::Fd(fd.as_raw_fd()), &keep.msg)
