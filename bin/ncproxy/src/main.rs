@@ -99,6 +99,7 @@ fn run(opts: &Options) -> ExitCode {
         busy_poll: std::time::Duration::from_micros(u64::from(opts.busy_poll_us)),
         wait: opts.wait,
         wait_cap_percent: opts.wait_cap_percent,
+        io: opts.io,
     };
     if let Err(err) = log::log_fatal_signals() {
         log::error(format_args!("signal setup failed: {}", os_text(&err)));

@@ -13,7 +13,7 @@
 //! wrap-around), so `-s 4294967297` is port 1, exactly as in nutcracker.
 //!
 //! Extensions are long-only (`--workers`, `--send-mode`, `--iov-max`,
-//! `--send-limit`, `--prometheus-port`, `--busy-poll`, `--wait`, `--wait-cap`) and must be
+//! `--send-limit`, `--prometheus-port`, `--busy-poll`, `--wait`, `--wait-cap`, `--io`) and must be
 //! spelled in full, so that
 //! every abbreviation nutcracker accepts keeps meaning the same option.
 
@@ -48,6 +48,35 @@ pub enum WaitMode {
     /// Spin first when recent work came back sooner than a wakeup costs,
     /// within `--wait-cap` percent of the CPU.
     Adaptive,
+}
+
+/// `--io` (extension): how the workers do client socket I/O.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum IoMode {
+    /// Readiness (epoll) and one syscall per read or send: the default.
+    #[default]
+    Epoll,
+    /// Client receives and reply sends on a per-worker io_uring, submitted
+    /// once per event-loop iteration (falls back to epoll where io_uring
+    /// is unavailable).
+    Uring,
+}
+
+impl IoMode {
+    pub fn name(self) -> &'static str {
+        match self {
+            IoMode::Epoll => "epoll",
+            IoMode::Uring => "uring",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<IoMode> {
+        match name {
+            "epoll" => Some(IoMode::Epoll),
+            "uring" => Some(IoMode::Uring),
+            _ => None,
+        }
+    }
 }
 
 /// The nutcracker version ncproxy is compatible with.
@@ -109,6 +138,8 @@ pub struct Options {
     /// `--wait-cap` (extension): the most CPU adaptive spinning may take,
     /// in percent of a worker's thread (1..=100).
     pub wait_cap_percent: u8,
+    /// `--io` (extension): epoll (default) or uring.
+    pub io: IoMode,
 }
 
 impl Default for Options {
@@ -131,6 +162,7 @@ impl Default for Options {
             busy_poll_us: 0,
             wait: WaitMode::Sleep,
             wait_cap_percent: DEFAULT_WAIT_CAP_PERCENT,
+            io: IoMode::Epoll,
         }
     }
 }
@@ -215,6 +247,12 @@ pub enum CliError {
     /// `--wait adaptive` together with `--busy-poll`.
     #[error("nutcracker: options --wait adaptive and --busy-poll cannot be combined")]
     WaitWithBusyPoll,
+    /// `--io` missing its value.
+    #[error("nutcracker: option --io requires a string")]
+    IoMissing,
+    /// `--io` value not recognised.
+    #[error("nutcracker: option --io value '{0}' is not \"epoll\" or \"uring\"")]
+    InvalidIo(String),
 }
 
 /// Option identities: nutcracker's short characters, then the extensions.
@@ -229,6 +267,7 @@ enum Opt {
     BusyPoll,
     Wait,
     WaitCap,
+    Io,
 }
 
 struct LongOpt {
@@ -279,6 +318,7 @@ const LONG_OPTIONS: &[LongOpt] = &[
     ext("busy-poll", Opt::BusyPoll),
     ext("wait", Opt::Wait),
     ext("wait-cap", Opt::WaitCap),
+    ext("io", Opt::Io),
 ];
 
 /// nutcracker's short option string "hVtdDv:o:c:s:i:a:p:m:": (char, has_arg).
@@ -320,6 +360,7 @@ fn missing_value(opt: Opt) -> CliError {
         Opt::BusyPoll => CliError::ExtRequiresNumber("busy-poll"),
         Opt::Wait => CliError::WaitMissing,
         Opt::WaitCap => CliError::ExtRequiresNumber("wait-cap"),
+        Opt::Io => CliError::IoMissing,
     }
 }
 
@@ -461,6 +502,10 @@ fn apply(opt: Opt, value: &[u8], o: &mut Options, f: &mut Flags) -> Result<(), C
                 return Err(CliError::WaitCapRange);
             }
             o.wait_cap_percent = v as u8;
+        }
+        Opt::Io => {
+            let s = lossy(value);
+            o.io = IoMode::from_name(&s).ok_or(CliError::InvalidIo(s))?;
         }
     }
     Ok(())
@@ -607,6 +652,7 @@ pub fn usage_text() -> String {
          \x20     --busy-poll=N      : poll N usec after activity before a worker sleeps (default: 0, off)\r\n\
          \x20     --wait=S           : when a worker runs out of work: sleep (default) or adaptive\r\n\
          \x20     --wait-cap=N       : most CPU percent adaptive waiting may spin (default: {DEFAULT_WAIT_CAP_PERCENT})\r\n\
+         \x20     --io=S             : client socket I/O: epoll or uring (default: epoll)\r\n\
          \n"
     )
 }
@@ -1042,5 +1088,22 @@ mod tests {
         }
         assert!(u.ends_with("\r\n\n"));
         assert_eq!(help_text(), format!("{v}{u}"));
+    }
+
+    #[test]
+    fn io_mode() {
+        assert_eq!(opts(&[]).io, IoMode::Epoll, "epoll by default");
+        assert_eq!(opts(&["--io", "uring"]).io, IoMode::Uring);
+        assert_eq!(opts(&["--io=epoll"]).io, IoMode::Epoll);
+        assert_eq!(
+            error(&["--io"]),
+            "nutcracker: option --io requires a string"
+        );
+        assert_eq!(
+            error(&["--io=poll"]),
+            "nutcracker: option --io value 'poll' is not \"epoll\" or \"uring\""
+        );
+        // Long-only extensions must be spelled in full.
+        assert!(run(&["--i=uring"]).is_err());
     }
 }

@@ -16,8 +16,8 @@
 //! - `conn`: the connection tasks: `client`, `server`, and `replies` (a
 //!   client's in-order reply queue and fragment coalescing).
 //! - `io`: the send chain (twemproxy's `msg_send_chain`), streams and their
-//!   readiness loops, raw syscalls (the only unsafe code), `--busy-poll`,
-//!   `--wait adaptive`.
+//!   readiness loops, raw syscalls and the io_uring client path of
+//!   `--io uring` (the only unsafe code), `--busy-poll`, `--wait adaptive`.
 //! - `stats`, `stats_server`: single-writer counters and the JSON endpoint.
 //! - `log`, `errno`: nutcracker-style log lines and error texts.
 #![deny(unsafe_code)]
@@ -69,6 +69,10 @@ pub struct RunOptions {
     /// `--wait-cap`: the most CPU, in percent of a worker thread, that
     /// adaptive waiting may spend spinning.
     pub wait_cap_percent: u8,
+    /// `--io`: client socket I/O on epoll (the default) or on a per-worker
+    /// io_uring; uring falls back to epoll, with a log line, where the
+    /// kernel does not offer it.
+    pub io: nc_config::cli::IoMode,
 }
 
 impl Default for RunOptions {
@@ -82,6 +86,7 @@ impl Default for RunOptions {
             busy_poll: Duration::ZERO,
             wait: nc_config::cli::WaitMode::Sleep,
             wait_cap_percent: nc_config::cli::DEFAULT_WAIT_CAP_PERCENT,
+            io: nc_config::cli::IoMode::Epoll,
         }
     }
 }
@@ -421,6 +426,15 @@ pub fn start(config: Config, opts: RunOptions) -> Result<RunningProxy, StartErro
     let admission = Arc::new(worker::Admission::new(&config, workers));
     // Measured once, before the workers run (a few milliseconds).
     let wakeup = (opts.wait == nc_config::cli::WaitMode::Adaptive).then(io::wait::wakeup_cost);
+    // Probed once, so a refusal is one log line, not one per worker.
+    let uring = opts.io == nc_config::cli::IoMode::Uring
+        && match io::uring::probe() {
+            Ok(()) => true,
+            Err(reason) => {
+                io::uring::log_fallback(&reason);
+                false
+            }
+        };
     let (control, control_rx) = watch::channel((worker::Control::Run, Duration::ZERO));
     let mut messages = Vec::new();
     let mut threads = Vec::new();
@@ -449,6 +463,7 @@ pub fn start(config: Config, opts: RunOptions) -> Result<RunningProxy, StartErro
             busy_poll: opts.busy_poll,
             wait: wakeup.map(|cost| (opts.wait_cap_percent, cost)),
             health_checks: w == 0,
+            uring,
         };
         let thread = std::thread::Builder::new()
             .name(format!("ncproxy-worker-{w}"))

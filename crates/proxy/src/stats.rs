@@ -150,6 +150,8 @@ pub struct WorkerStats {
     pub curr_connections: Counter,
     pub wait: WaitStats,
     pub idle: IdleStats,
+    /// `--io uring`: this worker runs a ring (1) or fell back to epoll (0).
+    pub uring: UringStats,
 }
 
 /// `--wait adaptive`: what the worker did each time it ran out of work.
@@ -180,6 +182,19 @@ pub struct IdleStats {
     pub parks: Counter,
     /// Times a parked client was resumed (its socket became readable).
     pub resumes: Counter,
+}
+
+/// `--io uring` counters of one worker's ring (zero on epoll).
+#[derive(Debug, Default)]
+pub struct UringStats {
+    /// 1 while the worker's client I/O runs on its ring.
+    pub active: Counter,
+    /// `io_uring_enter` calls that submitted SQEs.
+    pub submits: Counter,
+    /// SQEs submitted (client receives, reply sends, cancels).
+    pub sqes: Counter,
+    /// Completions reaped.
+    pub cqes: Counter,
 }
 
 impl PoolStats {

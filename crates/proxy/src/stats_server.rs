@@ -141,6 +141,25 @@ impl StatsLayout {
     }
 }
 
+/// `--io uring` counters, in the JSON (top level, after `curr_connections`)
+/// and Prometheus only while a worker runs a ring.
+type WorkerField = (&'static str, &'static str, fn(&WorkerStats) -> u64);
+const URING_FIELDS: [WorkerField; 3] = [
+    (
+        "uring_submits",
+        "io_uring_enter calls that submitted client I/O",
+        |w| w.uring.submits.get(),
+    ),
+    (
+        "uring_sqes",
+        "io_uring submission entries (client receives, reply sends, cancels)",
+        |w| w.uring.sqes.get(),
+    ),
+    ("uring_cqes", "io_uring completions reaped", |w| {
+        w.uring.cqes.get()
+    }),
+];
+
 /// Combines one field's per-worker values. Gauges are sums of wrapping
 /// increments and decrements, so they are summed like counters.
 fn combine(kind: Kind, values: impl Iterator<Item = u64>) -> u64 {
@@ -174,6 +193,11 @@ impl StatsSource {
                 field.name,
                 self.worker_value(field) as i64
             );
+        }
+        if self.sum(|w| w.uring.active.get()) > 0 {
+            for (name, _, get) in URING_FIELDS {
+                let _ = write!(out, ", \"{name}\":{}", self.sum(get));
+            }
         }
         let layout = self.layout();
         // nutcracker separates the first pool (and a pool's first server) with
@@ -262,6 +286,11 @@ impl StatsSource {
                 field.help,
                 &mut one(self.worker_value(field)),
             );
+        }
+        if self.sum(|w| w.uring.active.get()) > 0 {
+            for (name, help, get) in URING_FIELDS {
+                family(name, Kind::Counter, help, &mut one(self.sum(get)));
+            }
         }
         let layout = self.layout();
         let pools = &layout.config.pools;

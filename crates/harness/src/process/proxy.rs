@@ -386,8 +386,33 @@ pub struct Ncproxy;
 
 impl Ncproxy {
     /// Starts `binary` (usually `ncproxy_bin(env!("CARGO_BIN_EXE_ncproxy"))`).
+    ///
+    /// With `NCPROXY_TEST_IO=uring` (CI's second pass) the proxy gets
+    /// `--io uring` unless `extra_args` names an `--io` itself, so every
+    /// test that starts ncproxy here runs on that I/O path too.
     pub fn start(binary: &Path, yaml: &str, extra_args: &[&str]) -> Result<ProxyProcess, Error> {
-        ProxyProcess::start(ProxyKind::Ncproxy, binary, yaml, extra_args)
+        let io = test_io_args(binary, extra_args);
+        let args: Vec<&str> = extra_args.iter().copied().chain(io).collect();
+        ProxyProcess::start(ProxyKind::Ncproxy, binary, yaml, &args)
+    }
+}
+
+/// `NCPROXY_TEST_IO`'s flags for an ncproxy start: `--io <value>` when it
+/// is set and the arguments choose no I/O path (nor is the binary under test
+/// the nutcracker oracle, which has no such flag).
+fn test_io_args(binary: &Path, extra_args: &[&str]) -> Option<&'static str> {
+    let io = std::env::var("NCPROXY_TEST_IO").ok()?;
+    let chosen = extra_args
+        .iter()
+        .any(|a| *a == "--io" || a.starts_with("--io="));
+    let oracle = binary
+        .file_name()
+        .is_some_and(|n| n.to_string_lossy().contains("nutcracker"));
+    match io.as_str() {
+        _ if chosen || oracle => None,
+        "uring" => Some("--io=uring"),
+        "epoll" => Some("--io=epoll"),
+        _ => None,
     }
 }
 

@@ -16,6 +16,7 @@ use crate::dialect::{Action, Split, SplitRequest, TransactionStep, Wire};
 use crate::errno::errno_of;
 use crate::io::chain::Sent;
 use crate::io::stream::Stream;
+use crate::io::uring::ClientIo;
 use crate::log;
 use crate::pool::{Pool, PoolHandle, Target};
 
@@ -25,7 +26,7 @@ const READ_CHUNK: usize = 16 * 1024;
 /// client that never reads cannot grow the proxy's memory without bound.
 const MAX_OUTSTANDING: usize = 1 << 16;
 /// Reads in a row before replies are sent, while each read fills its buffer.
-const MAX_READS_IN_A_ROW: usize = 16;
+const MAX_READS_IN_A_ROW: usize = crate::io::uring::FULL_READS_BEFORE_SEND as usize;
 /// The key that routes commands without one (COMMAND, LOLWUT).
 const PLACEHOLDER_KEY: &[u8] = b"placeholder";
 
@@ -113,6 +114,15 @@ pub(crate) async fn run(stream: Stream, conn: ClientConn, fresh: bool) {
         accepted.client_output_limit,
     ));
     let worker = accepted.worker.clone();
+    let io = match ClientIo::new(stream) {
+        Ok(io) => io,
+        Err(e) => {
+            log::debug(format_args!("client socket to io_uring failed: {e}"));
+            stats.client_err.incr();
+            // Dropping `conn` releases its slot (gauges, admission).
+            return;
+        }
+    };
     let registration = worker.register(&shared);
     let open = crate::io::busy_poll::OpenClient::new();
     let ClientConn {
@@ -123,7 +133,7 @@ pub(crate) async fn run(stream: Stream, conn: ClientConn, fresh: bool) {
         slot,
     } = conn;
     let mut client = Client {
-        stream,
+        io,
         // Allocated on the first read: idle clients cost no buffer.
         rbuf: BytesMut::new(),
         shared: shared.clone(),
@@ -145,7 +155,7 @@ pub(crate) async fn run(stream: Stream, conn: ClientConn, fresh: bool) {
     if let End::Park = end {
         drop(shared);
         let Client {
-            stream,
+            io,
             handle,
             pool,
             generation,
@@ -160,7 +170,14 @@ pub(crate) async fn run(stream: Stream, conn: ClientConn, fresh: bool) {
             authenticated,
             slot,
         };
-        worker.idle.park(&worker, stream, conn);
+        match io {
+            ClientIo::Epoll(stream) => worker.idle.park(&worker, stream, conn),
+            // `should_park` never parks a client on the ring.
+            ClientIo::Uring(_) => {
+                debug_assert!(false, "a ring client parked");
+                stats.client_eof.incr();
+            }
+        }
         return;
     }
     shared.close();
@@ -173,7 +190,8 @@ pub(crate) async fn run(stream: Stream, conn: ClientConn, fresh: bool) {
 }
 
 struct Client {
-    stream: Stream,
+    /// The socket, on the epoll path or on the worker's ring (`--io uring`).
+    io: ClientIo,
     rbuf: BytesMut,
     shared: Rc<ClientShared>,
     handle: Rc<PoolHandle>,
@@ -237,7 +255,7 @@ impl Client {
             if must_close {
                 return Poll::Ready(End::Error);
             }
-            if (self.eof || self.quit) && empty && !self.stream.has_pending_output() {
+            if (self.eof || self.quit) && empty && !self.io.has_pending_output() {
                 return Poll::Ready(End::Eof);
             }
             if !progress {
@@ -268,7 +286,7 @@ impl Client {
             && self.send_offset == 0
             && self.shared.outstanding() == 0
             && !worker.draining.get()
-            && worker.idle.can_park(&self.stream)
+            && matches!(&self.io, ClientIo::Epoll(s) if worker.idle.can_park(s))
     }
 
     /// Reads and parses until the socket is drained, as nutcracker's
@@ -282,7 +300,7 @@ impl Client {
             if self.eof || self.quit || self.shared.outstanding() >= MAX_OUTSTANDING {
                 return Ok(());
             }
-            match self.stream.poll_read_into(cx, &mut self.rbuf, READ_CHUNK) {
+            match self.io.poll_read_into(cx, &mut self.rbuf, READ_CHUNK) {
                 Poll::Pending => return Ok(()),
                 Poll::Ready(Ok(0)) => {
                     self.eof = true;
@@ -600,19 +618,22 @@ impl Client {
     }
 
     fn send(&mut self, cx: &mut Context<'_>, progress: &mut bool) -> Result<(), End> {
+        if !self.quit && self.io.defers_send() {
+            return Ok(());
+        }
         loop {
             let ready = self
                 .shared
                 .with_send_queue(|q| q.head_ready() && !q.must_close());
-            if !ready && !self.stream.has_pending_output() {
+            if !ready && !self.io.has_pending_output() {
                 return Ok(());
             }
             let opts = &self.pool.send;
             let stats = &self.pool.stats().client_send;
-            let (stream, offset) = (&self.stream, &mut self.send_offset);
+            let (io, offset) = (&mut self.io, &mut self.send_offset);
             match self
                 .shared
-                .with_send_queue(|q| stream.poll_send_once(cx, q, offset, opts, stats))
+                .with_send_queue(|q| io.poll_send_once(cx, q, offset, opts, stats))
             {
                 Poll::Pending | Poll::Ready(Ok(Sent::Idle)) => return Ok(()),
                 Poll::Ready(Ok(_)) => *progress = true,

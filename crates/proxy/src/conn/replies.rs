@@ -254,6 +254,19 @@ impl SendQueue for ReplyQueue {
     }
 }
 
+impl crate::io::uring::OwnedSendQueue for ReplyQueue {
+    fn message_owned(&self, i: usize) -> Option<Bytes> {
+        self.message(i)?;
+        match self.slots.get(i) {
+            Some(Slot {
+                reply: SlotReply::Ready(bytes),
+                ..
+            }) => Some(bytes.clone()),
+            _ => None,
+        }
+    }
+}
+
 /// Adds the forward errors a client counted to its pool's stats.
 pub(crate) fn flush_forward_errors(shared: &ClientShared, stats: &PoolStats) {
     let n = shared.take_forward_errors();

@@ -331,6 +331,9 @@ pub(crate) async fn run(window: Duration) {
         let mut last_activity = Instant::now();
         set_polling(true);
         loop {
+            // The runtime does not park while this polls, so `--io uring`'s
+            // park hook would not run: submit here, once per round.
+            crate::io::uring::submit_pending();
             sys::sched_yield();
             if shared.check() {
                 set_polling(false);

@@ -68,6 +68,8 @@ pub(crate) struct WorkerSetup {
     pub(crate) wait: Option<(u8, Duration)>,
     /// This worker runs the pools' health checks (worker 0 does).
     pub(crate) health_checks: bool,
+    /// `--io uring` (and the probe passed): client I/O on a ring.
+    pub(crate) uring: bool,
 }
 
 /// A pool running on this worker: its handle and its accept loop.
@@ -78,10 +80,14 @@ struct Running {
 
 /// Runs one worker until shutdown. Called on its own thread.
 pub(crate) fn run(setup: WorkerSetup) {
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    let mut builder = tokio::runtime::Builder::new_current_thread();
+    builder.enable_all();
+    if setup.uring {
+        // One io_uring_enter per loop iteration: everything the clients
+        // queued goes in when the worker is about to sleep.
+        builder.on_thread_park(crate::io::uring::submit_pending);
+    }
+    let runtime = match builder.build() {
         Ok(rt) => rt,
         Err(e) => {
             log::error(format_args!("worker runtime failed to start: {e}"));
@@ -109,7 +115,13 @@ pub(crate) fn run(setup: WorkerSetup) {
             busy_poll,
             wait,
             health_checks,
+            uring,
         } = setup;
+        if uring {
+            if let Err(reason) = crate::io::uring::install(stats.clone()) {
+                crate::io::uring::log_fallback(&reason);
+            }
+        }
         if !busy_poll.is_zero() {
             tokio::task::spawn_local(crate::io::busy_poll::run(busy_poll));
         }
@@ -218,4 +230,8 @@ pub(crate) fn run(setup: WorkerSetup) {
     });
     // Parked clients are not tasks: the runtime's end does not close them.
     worker.idle.close_all(&worker);
+    // Connections first (their operations are cancelled), then the ring.
+    drop(local);
+    drop(runtime);
+    crate::io::uring::uninstall();
 }
