@@ -628,10 +628,10 @@ fn ejection_is_shared_by_workers() {
 
 /// ncproxy's extra stats keys: top level (per worker, summed), per pool and
 /// per server.
-const EXTRA_TOP_KEYS: [&str; 12] = [
-    "uring_submits",
-    "uring_sqes",
-    "uring_cqes",
+/// Top-level keys ncproxy adds only while a ring runs (`--io uring`, CI's
+/// uring pass): all of them or none.
+const URING_TOP_KEYS: [&str; 3] = ["uring_submits", "uring_sqes", "uring_cqes"];
+const EXTRA_TOP_KEYS: [&str; 9] = [
     "wait_spins",
     "wait_spin_hits",
     "wait_parks",
@@ -786,7 +786,7 @@ fn check_layout(rj: &Json, sj: &Json, n_servers: usize) {
     let extra = |path: &str| {
         let parts: Vec<&str> = path.split('/').collect();
         match parts.as_slice() {
-            [k] => EXTRA_TOP_KEYS.contains(k),
+            [k] => EXTRA_TOP_KEYS.contains(k) || URING_TOP_KEYS.contains(k),
             [_pool, k] => EXTRA_POOL_KEYS.contains(k),
             [_pool, _server, k] => EXTRA_SERVER_KEYS.contains(k),
             _ => false,
@@ -811,16 +811,22 @@ fn check_layout(rj: &Json, sj: &Json, n_servers: usize) {
         .iter()
         .filter(|p| !p.contains('/') && matches!(rj.get(p), Some(Json::Obj(_))))
         .count();
-    let extras: Vec<&String> = spaths
-        .iter()
-        .filter(|p| p.contains('/') && extra(p))
-        .collect();
+    let extras: Vec<&String> = spaths.iter().filter(|p| extra(p)).collect();
     if std::env::var_os("NCPROXY_BIN").is_some() {
         return; // the oracle on both sides: no extra keys
     }
+    let uring = spaths
+        .iter()
+        .filter(|p| URING_TOP_KEYS.contains(&p.as_str()))
+        .count();
+    assert!(
+        uring == 0 || uring == URING_TOP_KEYS.len(),
+        "some uring keys: {spaths:?}"
+    );
     assert_eq!(
         extras.len(),
         EXTRA_TOP_KEYS.len()
+            + uring
             + EXTRA_POOL_KEYS.len() * n_pools
             + EXTRA_SERVER_KEYS.len() * n_servers,
         "ncproxy's extra stats keys: {extras:?}"
