@@ -1,15 +1,15 @@
 #!/usr/bin/env bash
-# pipeline1.sh: redis-benchmark through nutcracker and ncproxy's wait modes,
-# side by side. A benchmark script, not a test.
+# pipeline1.sh: redis-benchmark through nutcracker and ncproxy's I/O paths
+# and wait modes, side by side. A benchmark script, not a test.
 #
 #   bench-configs/scripts/pipeline1.sh                 # after cargo build --release
 #   ROUNDS=5 bench-configs/scripts/pipeline1.sh
-#   EXTRA_CONFIGS='uring=--io uring;adaptive-1w=--wait adaptive --workers 1' \
+#   EXTRA_CONFIGS='adaptive-1w=--wait adaptive --workers 1' \
 #     bench-configs/scripts/pipeline1.sh
 #
 # It starts two redis-servers and, on the same pool, nutcracker and one
-# ncproxy per config: default (--wait sleep), --wait adaptive, --busy-poll
-# 200, plus EXTRA_CONFIGS (NAME=FLAGS, separated by ';'). All run at once;
+# ncproxy per config: default (epoll, --wait sleep), --io uring, --wait
+# adaptive, --busy-poll 200, plus EXTRA_CONFIGS (NAME=FLAGS, separated by ';'). All run at once;
 # one at a time is loaded. Each round runs, for -P 1 then -P 16, every target
 # in turn (the order rotates from round to round):
 #   redis-benchmark -c 50 -n 500000 -t set,get -P <p> -q
@@ -71,8 +71,8 @@ bench:
 YAML
 }
 
-names=(nutcracker default adaptive busy-poll)
-flags=("" "" "--wait adaptive" "--busy-poll $BUSY_POLL_US")
+names=(nutcracker default uring adaptive busy-poll)
+flags=("" "" "--io uring" "--wait adaptive" "--busy-poll $BUSY_POLL_US")
 IFS=';' read -r -a extras <<< "$EXTRA_CONFIGS"
 for e in "${extras[@]}"; do
   [[ -z "${e// }" ]] && continue
