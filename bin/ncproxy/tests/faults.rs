@@ -114,14 +114,25 @@ fn pool_yaml(backends: &[RedisServer], opts: &dyn Fn(PoolConfig) -> PoolConfig) 
     opts(pool).render()
 }
 
-/// Waits (bounded) until `counter` reaches `n`; false on timeout.
-fn wait_for(counter: &AtomicUsize, n: usize, cap: Duration) -> bool {
+/// Commands `backend` has processed so far (`INFO stats`).
+fn processed(backend: &RedisServer) -> Option<usize> {
+    let info = backend.cmd(&[b"INFO", b"stats"]).ok()?;
+    let text = String::from_utf8_lossy(&info);
+    text.lines()
+        .find_map(|l| l.strip_prefix("total_commands_processed:"))?
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// Polls `check` (bounded) until it holds; false on timeout.
+fn eventually_true(cap: Duration, mut check: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + cap;
-    while counter.load(Ordering::Relaxed) < n {
+    while !check() {
         if Instant::now() >= deadline {
             return false;
         }
-        thread::sleep(Duration::from_micros(200));
+        thread::sleep(Duration::from_micros(500));
     }
     true
 }
@@ -163,10 +174,16 @@ fn kill_mid_pipeline(workers: usize, clients: usize) {
                 s.spawn(move || run_pipeline(addr, plan, opts, Some(progress)))
             })
             .collect();
-        // Once a fifth of the replies are in: SIGSTOP the backend so the
-        // requests that keep coming pile up in flight (written to its socket,
-        // unanswered), then SIGKILL it with them outstanding.
-        let hit = wait_for(&progress, clients * PAIRS * 2 / 5, Duration::from_secs(20));
+        // Once the backend has served a fifth of its share: SIGSTOP it so
+        // the requests that keep coming pile up in flight (written to its
+        // socket, unanswered), then SIGKILL it with them outstanding. Its own
+        // counter, not the clients' replies: on `--io uring` replies can lag
+        // the requests enough that, by a fifth of the replies, the backend
+        // had already answered everything.
+        let share = clients * PAIRS * 2 / ALL.len();
+        let hit = eventually_true(Duration::from_secs(20), || {
+            processed(&rig.backends[FAULTED]).is_some_and(|n| n >= share / 5)
+        });
         killed_at = Some(progress.load(Ordering::Relaxed));
         rig.backends[FAULTED].pause().expect("SIGSTOP");
         thread::sleep(Duration::from_millis(30));
