@@ -34,6 +34,9 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
+#[path = "support/polling.rs"]
+mod polling;
+
 const FAULTED: usize = 1;
 const IO: Duration = Duration::from_secs(10);
 const TIMEOUT_MS: u64 = 400;
@@ -369,6 +372,17 @@ fn client_disconnect_mid_pipeline() {
         }
         drop(c);
     }
+    // Requests of different connections have no order between them, and
+    // these tests reuse keys: a dead client's SET still being read could
+    // land between the next client's SET and GET of the same key. Once the
+    // proxy has closed every dead client, all it read of them is queued
+    // ahead of anything new.
+    let closed = polling::eventually(Duration::from_secs(10), || {
+        rig.proxy
+            .stats_json()
+            .is_ok_and(|json| polling::stat(&json, "mcfault", None, "client_connections") == 0)
+    });
+    assert!(closed, "the proxy closes the disconnected clients");
     // Right after, the abandoned requests may still occupy the servers: a
     // proxy error (e.g. nutcracker's `Connection timed out`) is allowed on
     // any shard, a wrong or missing reply is not.

@@ -9,7 +9,10 @@
 //! spin is wasted CPU. `--busy-poll` always spins for a fixed window and
 //! so burns a core at light load; this mode decides each time.
 //!
-//! The rule, per worker (state in this task, no per-request cost):
+//! The rule, per worker (no per-request cost; a blocked stretch is timed
+//! by the runtime's park and unpark hooks, and the spinner task runs only
+//! while spinning may pay, so a worker that never spins costs what
+//! `--wait sleep` does):
 //! - the *wakeup cost* is measured once when the worker starts
 //!   ([`measure_wakeup`]: the median delay between waking a blocked thread
 //!   and that thread running);
@@ -30,8 +33,10 @@
 //! `wait_spin_hits` (work arrived while spinning), `wait_parks`,
 //! `wait_spin_us`, and the inputs `wait_wakeup_ns` and `wait_gap_ns`.
 
+use std::cell::RefCell;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
+use std::task::{Poll, Waker};
 use std::time::{Duration, Instant};
 
 use crate::io::busy_poll::{self, SharedCpu, SHARED_BACKOFF};
@@ -193,57 +198,165 @@ impl Share {
     }
 }
 
-/// The poller task of one worker in adaptive mode.
-pub(crate) async fn run(wakeup: Duration, cap_percent: u8, stats: Arc<WorkerStats>) {
-    let mut policy = Policy::new(wakeup, cap_percent, Instant::now());
-    let wait = &stats.wait;
-    wait.wakeup_ns.set(duration_ns(policy.wakeup()));
-    let mut seen = busy_poll::activity();
-    loop {
-        // Busy: one round per pass of the runtime while work keeps coming.
-        tokio::task::yield_now().await;
-        let now = busy_poll::activity();
-        if now != seen {
-            seen = now;
-            continue;
+/// One adaptive worker's rule and its spinner, shared by the runtime's park
+/// hooks and the spinner task (all on the worker's thread).
+struct Adaptive {
+    policy: Policy,
+    stats: Arc<WorkerStats>,
+    /// When the worker last ran out of work, while it is blocked.
+    idle_since: Option<Instant>,
+    /// The last blocked stretch, and the activity count when it ended.
+    last_stretch: Option<(Duration, u64)>,
+    /// The spinner task, and whether it should be tracking work (it is
+    /// dormant otherwise, at no cost to the runtime).
+    spinner: Option<Waker>,
+    spinning_wanted: bool,
+}
+
+thread_local! {
+    static ADAPTIVE: RefCell<Option<Adaptive>> = const { RefCell::new(None) };
+}
+
+fn with_adaptive<R>(f: impl FnOnce(&mut Adaptive) -> R) -> Option<R> {
+    ADAPTIVE
+        .try_with(|slot| slot.try_borrow_mut().ok()?.as_mut().map(f))
+        .ok()
+        .flatten()
+}
+
+/// The `on_thread_park` hook of an adaptive worker: it is out of work and
+/// about to block. The blocked stretch before this busy spell counts now,
+/// if work came of it (a timer or a control message is not a gap between
+/// requests). When gaps have been shorter than a wakeup, the spinner is
+/// woken instead: the runtime then does not block, and the spinner spins.
+pub(crate) fn on_park() {
+    with_adaptive(|a| {
+        let now = Instant::now();
+        if let Some((stretch, activity)) = a.last_stretch.take() {
+            if busy_poll::activity() != activity {
+                a.policy.work_arrived(stretch, true);
+                a.stats
+                    .wait
+                    .gap_ns
+                    .set(a.policy.gap().map_or(0, duration_ns));
+            }
         }
-        // Out of work.
-        let idle_start = Instant::now();
-        if policy.should_spin(idle_start) {
+        // Once per idle spell: a spinner that declined or missed set
+        // `idle_since`.
+        if a.idle_since.is_none() && !a.spinning_wanted && a.policy.should_spin(now) {
+            a.spinning_wanted = true;
+            if let Some(spinner) = &a.spinner {
+                spinner.wake_by_ref();
+            }
+            return;
+        }
+        a.idle_since.get_or_insert(now);
+    });
+}
+
+/// The `on_thread_unpark` hook: the worker blocked since `idle_since`.
+/// A worker whose gaps are too long to spin for pays two clock reads per
+/// block and nothing else.
+pub(crate) fn on_unpark() {
+    with_adaptive(|a| {
+        if let Some(since) = a.idle_since.take() {
+            a.stats.wait.parks.incr();
+            let stretch = Instant::now().saturating_duration_since(since);
+            a.last_stretch = Some((stretch, busy_poll::activity()));
+        }
+    });
+}
+
+/// The spinner task of one worker in adaptive mode; `on_park` and
+/// `on_unpark` must be the runtime's park hooks.
+pub(crate) async fn run(wakeup: Duration, cap_percent: u8, stats: Arc<WorkerStats>) {
+    let policy = Policy::new(wakeup, cap_percent, Instant::now());
+    stats.wait.wakeup_ns.set(duration_ns(policy.wakeup()));
+    ADAPTIVE.with(|slot| {
+        *slot.borrow_mut() = Some(Adaptive {
+            policy,
+            stats: stats.clone(),
+            idle_since: None,
+            last_stretch: None,
+            spinner: None,
+            spinning_wanted: false,
+        })
+    });
+    let wait = &stats.wait;
+    loop {
+        // Dormant until a blocked stretch was short enough to spin for.
+        std::future::poll_fn(|cx| {
+            with_adaptive(|a| {
+                if a.spinning_wanted {
+                    Poll::Ready(())
+                } else {
+                    match &a.spinner {
+                        Some(w) if w.will_wake(cx.waker()) => {}
+                        _ => a.spinner = Some(cx.waker().clone()),
+                    }
+                    Poll::Pending
+                }
+            })
+            .unwrap_or(Poll::Pending)
+        })
+        .await;
+        // Busy: one round per pass of the runtime while work keeps coming.
+        let mut seen = busy_poll::activity();
+        loop {
+            tokio::task::yield_now().await;
+            let now = busy_poll::activity();
+            if now != seen {
+                seen = now;
+                continue;
+            }
+            // Out of work.
+            let idle_start = Instant::now();
+            if !with_adaptive(|a| a.policy.should_spin(idle_start)).unwrap_or(false) {
+                with_adaptive(|a| {
+                    a.idle_since = Some(idle_start);
+                    a.spinning_wanted = false;
+                });
+                break;
+            }
             wait.spins.incr();
+            with_adaptive(|a| a.idle_since = None);
             let mut shared = SharedCpu::new();
             let hit = loop {
                 sys::sched_yield();
                 if shared.check() {
-                    policy.back_off(Instant::now());
+                    with_adaptive(|a| a.policy.back_off(Instant::now()));
                     break false;
                 }
                 tokio::task::yield_now().await;
                 if busy_poll::activity() != seen {
                     break true;
                 }
-                if !policy.keep_spinning(idle_start, Instant::now()) {
+                let go_on = with_adaptive(|a| a.policy.keep_spinning(idle_start, Instant::now()));
+                if go_on != Some(true) {
                     break false;
                 }
             };
             let end = Instant::now();
             let spun = end.saturating_duration_since(idle_start);
-            policy.spun(end, spun);
             wait.spin_us
                 .add(u64::try_from(spun.as_micros()).unwrap_or(u64::MAX));
-            if hit {
-                wait.spin_hits.incr();
-                policy.work_arrived(spun, false);
-                wait.gap_ns.set(policy.gap().map_or(0, duration_ns));
-                seen = busy_poll::activity();
-                continue;
+            with_adaptive(|a| {
+                a.policy.spun(end, spun);
+                if hit {
+                    a.policy.work_arrived(spun, false);
+                    wait.gap_ns.set(a.policy.gap().map_or(0, duration_ns));
+                } else {
+                    // The blocked stretch that follows counts from here.
+                    a.idle_since = Some(idle_start);
+                    a.spinning_wanted = false;
+                }
+            });
+            if !hit {
+                break;
             }
+            wait.spin_hits.incr();
+            seen = busy_poll::activity();
         }
-        wait.parks.incr();
-        busy_poll::park_until_activity().await;
-        seen = busy_poll::activity();
-        policy.work_arrived(idle_start.elapsed(), true);
-        wait.gap_ns.set(policy.gap().map_or(0, duration_ns));
     }
 }
 

@@ -82,10 +82,22 @@ struct Running {
 pub(crate) fn run(setup: WorkerSetup) {
     let mut builder = tokio::runtime::Builder::new_current_thread();
     builder.enable_all();
-    if setup.uring {
-        // One io_uring_enter per loop iteration: everything the clients
-        // queued goes in when the worker is about to sleep.
-        builder.on_thread_park(crate::io::uring::submit_pending);
+    let (uring, adaptive) = (setup.uring, setup.wait.is_some());
+    if uring || adaptive {
+        builder.on_thread_park(move || {
+            if uring {
+                // One io_uring_enter per loop iteration: everything the
+                // clients queued goes in when the worker is about to sleep.
+                crate::io::uring::submit_pending();
+            }
+            if adaptive {
+                crate::io::wait::on_park();
+            }
+        });
+    }
+    if adaptive {
+        // `--wait adaptive` measures each blocked stretch here.
+        builder.on_thread_unpark(crate::io::wait::on_unpark);
     }
     let runtime = match builder.build() {
         Ok(rt) => rt,
