@@ -1,4 +1,4 @@
-//! `--io uring`: client and server I/O on a per-worker io_uring. End to end against
+//! `--io uring`: client I/O on a per-worker io_uring. End to end against
 //! real redis-server and memcached processes (pipelines, multi-key requests,
 //! replies larger than a socket buffer), the ring's counters, syscalls per
 //! request at pipeline 1 with 50 clients (the proxy's own counters, against
@@ -144,11 +144,6 @@ fn uring_serves_redis_and_memcached_end_to_end() {
     // reply path (buffers, bytes) still count them.
     assert_eq!(s["alpha"]["client_send_syscalls"].as_u64(), Some(0), "{s}");
     assert!(s["alpha"]["client_send_bytes"].as_u64().unwrap_or(0) > big.len() as u64);
-    // So did the requests to the servers, batch by batch.
-    assert_eq!(server_sum(&s, "alpha", "send_syscalls"), 0, "{s}");
-    assert_eq!(server_sum(&s, "beta", "send_syscalls"), 0, "{s}");
-    assert!(server_sum(&s, "alpha", "send_iovecs") > 0, "{s}");
-    assert!(server_sum(&s, "beta", "send_iovecs") >= 2, "{s}");
     assert!(s["beta"]["client_send_iovecs"].as_u64().unwrap_or(0) >= 2);
     assert!(!proxy.log().contains("falling back"), "{}", proxy.log());
 }

@@ -129,11 +129,8 @@ fn under_load_it_spins_and_work_arrives_while_it_spins() {
         top_stat(&json, "wait_parks"),
     );
     println!("  12,000 requests: {spins} spins, {hits} hits, {parks} parks");
-    // How often a loaded worker runs out of work depends on the I/O path:
-    // on the ring (CI's `--io uring` pass) it parks far less often (38
-    // parks and 42 spins in one such run, against 300-odd spins on epoll).
     assert!(
-        spins >= 20,
+        spins > 50,
         "a loaded worker spun only {spins} times: {json}"
     );
     // Spins also end when the CPU turns out to be shared (the test's own

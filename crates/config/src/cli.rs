@@ -50,7 +50,7 @@ pub enum WaitMode {
     Adaptive,
 }
 
-/// `--io` (extension): how the workers do socket I/O.
+/// `--io` (extension): how the workers do client socket I/O.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum IoMode {
     /// Readiness (epoll) and one syscall per read or send: the default.
@@ -652,7 +652,7 @@ pub fn usage_text() -> String {
          \x20     --busy-poll=N      : poll N usec after activity before a worker sleeps (default: 0, off)\r\n\
          \x20     --wait=S           : when a worker runs out of work: sleep (default) or adaptive\r\n\
          \x20     --wait-cap=N       : most CPU percent adaptive waiting may spin (default: {DEFAULT_WAIT_CAP_PERCENT})\r\n\
-         \x20     --io=S             : socket I/O: epoll or uring (default: epoll)\r\n\
+         \x20     --io=S             : client socket I/O: epoll or uring (default: epoll)\r\n\
          \n"
     )
 }

@@ -69,7 +69,7 @@ pub struct RunOptions {
     /// `--wait-cap`: the most CPU, in percent of a worker thread, that
     /// adaptive waiting may spend spinning.
     pub wait_cap_percent: u8,
-    /// `--io`: socket I/O on epoll (the default) or on a per-worker
+    /// `--io`: client socket I/O on epoll (the default) or on a per-worker
     /// io_uring; uring falls back to epoll, with a log line, where the
     /// kernel does not offer it.
     pub io: nc_config::cli::IoMode,

@@ -187,11 +187,11 @@ pub struct IdleStats {
 /// `--io uring` counters of one worker's ring (zero on epoll).
 #[derive(Debug, Default)]
 pub struct UringStats {
-    /// 1 while the worker's socket I/O runs on its ring.
+    /// 1 while the worker's client I/O runs on its ring.
     pub active: Counter,
     /// `io_uring_enter` calls that submitted SQEs.
     pub submits: Counter,
-    /// SQEs submitted (receives, sends, cancels).
+    /// SQEs submitted (client receives, reply sends, cancels).
     pub sqes: Counter,
     /// Completions reaped.
     pub cqes: Counter,
@@ -283,7 +283,7 @@ pub(crate) const POOL_FIELDS: [Field<PoolStats>; 14] = [
     field!(
         client_send_iovecs,
         Counter,
-        "# buffers passed in those send syscalls or io_uring sendmsg SQEs [ncproxy]",
+        "# buffers passed in those send syscalls [ncproxy]",
         client_send.iovecs
     ),
     field!(
@@ -388,7 +388,7 @@ pub(crate) const SERVER_FIELDS: [Field<ServerStats>; 21] = [
     field!(
         send_iovecs,
         Counter,
-        "# buffers passed in those send syscalls or io_uring sendmsg SQEs [ncproxy]",
+        "# buffers passed in those send syscalls [ncproxy]",
         send.iovecs
     ),
     field!(

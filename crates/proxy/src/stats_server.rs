@@ -147,12 +147,12 @@ type WorkerField = (&'static str, &'static str, fn(&WorkerStats) -> u64);
 const URING_FIELDS: [WorkerField; 3] = [
     (
         "uring_submits",
-        "io_uring_enter calls that submitted socket I/O",
+        "io_uring_enter calls that submitted client I/O",
         |w| w.uring.submits.get(),
     ),
     (
         "uring_sqes",
-        "io_uring submission entries (receives, sends, cancels)",
+        "io_uring submission entries (client receives, reply sends, cancels)",
         |w| w.uring.sqes.get(),
     ),
     ("uring_cqes", "io_uring completions reaped", |w| {

@@ -16,7 +16,7 @@ use crate::dialect::{Action, Split, SplitRequest, TransactionStep, Wire};
 use crate::errno::errno_of;
 use crate::io::chain::Sent;
 use crate::io::stream::Stream;
-use crate::io::uring::SocketIo;
+use crate::io::uring::ClientIo;
 use crate::log;
 use crate::pool::{Pool, PoolHandle, Target};
 
@@ -114,7 +114,7 @@ pub(crate) async fn run(stream: Stream, conn: ClientConn, fresh: bool) {
         accepted.client_output_limit,
     ));
     let worker = accepted.worker.clone();
-    let io = match SocketIo::new(stream) {
+    let io = match ClientIo::new(stream) {
         Ok(io) => io,
         Err(e) => {
             log::debug(format_args!("client socket to io_uring failed: {e}"));
@@ -171,9 +171,9 @@ pub(crate) async fn run(stream: Stream, conn: ClientConn, fresh: bool) {
             slot,
         };
         match io {
-            SocketIo::Epoll(stream) => worker.idle.park(&worker, stream, conn),
+            ClientIo::Epoll(stream) => worker.idle.park(&worker, stream, conn),
             // `should_park` never parks a client on the ring.
-            SocketIo::Uring(_) => {
+            ClientIo::Uring(_) => {
                 debug_assert!(false, "a ring client parked");
                 stats.client_eof.incr();
             }
@@ -191,7 +191,7 @@ pub(crate) async fn run(stream: Stream, conn: ClientConn, fresh: bool) {
 
 struct Client {
     /// The socket, on the epoll path or on the worker's ring (`--io uring`).
-    io: SocketIo,
+    io: ClientIo,
     rbuf: BytesMut,
     shared: Rc<ClientShared>,
     handle: Rc<PoolHandle>,
@@ -286,7 +286,7 @@ impl Client {
             && self.send_offset == 0
             && self.shared.outstanding() == 0
             && !worker.draining.get()
-            && matches!(&self.io, SocketIo::Epoll(s) if worker.idle.can_park(s))
+            && matches!(&self.io, ClientIo::Epoll(s) if worker.idle.can_park(s))
     }
 
     /// Reads and parses until the socket is drained, as nutcracker's

@@ -27,7 +27,6 @@ use crate::dialect::{Dialect, ReplyClass, ReplyScanner};
 use crate::errno::{errno_of, Errno};
 use crate::io::chain::{SendOpts, SendQueue, Sent};
 use crate::io::stream::Stream;
-use crate::io::uring::SocketIo;
 use crate::io::wake::TaskWaker;
 use crate::log;
 use crate::stats::ServerStats;
@@ -195,9 +194,6 @@ pub(crate) struct Queues {
     outq: VecDeque<ServerReq>,
     /// Bytes of `inq.front()` already written.
     send_offset: usize,
-    /// Requests at the head of `inq` that a send in flight on the ring
-    /// carries (0 on epoll): fixed until its completion.
-    sending: usize,
     /// A no-reply request has been written and the fence after it has not:
     /// a reply now, with nothing awaiting one, is that request's error.
     unfenced: bool,
@@ -251,12 +247,6 @@ impl SendQueue for SendView<'_> {
     }
 }
 
-impl crate::io::uring::OwnedSendQueue for SendView<'_> {
-    fn message_owned(&self, i: usize) -> Option<Bytes> {
-        self.q.inq.get(i).map(|r| r.data.clone())
-    }
-}
-
 impl ServerConn {
     /// A new connection; its task is spawned on the current worker.
     pub(crate) fn spawn(ctx: Rc<ServerCtx>) -> Rc<ServerConn> {
@@ -265,7 +255,6 @@ impl ServerConn {
                 inq: VecDeque::new(),
                 outq: VecDeque::new(),
                 send_offset: 0,
-                sending: 0,
                 unfenced: false,
                 dead: false,
                 retired: false,
@@ -313,12 +302,10 @@ impl ServerConn {
     }
 
     /// Queues a no-reply request followed by a fence. A run of them shares
-    /// one fence: an unwritten fence at the tail moves behind the new one
-    /// (not one partly written, nor one a send in flight carries).
+    /// one fence: an unwritten fence at the tail moves behind the new one.
     fn push_fenced(&self, q: &mut Queues, req: ServerReq) {
-        let written = q.sending.max(usize::from(q.send_offset > 0));
         let tail_fence = matches!(q.inq.back(), Some(r) if matches!(r.owner, Owner::Fence))
-            && q.inq.len() > written;
+            && (q.inq.len() > 1 || q.send_offset == 0);
         let fence = if tail_fence {
             q.inq.pop_back()
         } else {
@@ -339,7 +326,6 @@ impl ServerConn {
             let mut q = self.queues.borrow_mut();
             q.dead = true;
             q.send_offset = 0;
-            q.sending = 0;
             q.unfenced = false;
             (std::mem::take(&mut q.outq), std::mem::take(&mut q.inq))
         };
@@ -384,12 +370,7 @@ enum Close {
 
 async fn run(conn: Rc<ServerConn>) {
     let ctx = conn.ctx.clone();
-    // Moving the socket onto the ring (`--io uring`) fails only as a
-    // connect might (no memory): it is reported as one.
-    let connected = connect_within_deadlines(&conn)
-        .await
-        .and_then(|stream| SocketIo::new(stream).map_err(|e| errno_of(&e)));
-    let stream = match connected {
+    let stream = match connect_within_deadlines(&conn).await {
         Ok(stream) => stream,
         Err(errno) => {
             log::error(format_args!(
@@ -419,7 +400,6 @@ async fn run(conn: Rc<ServerConn>) {
         rbuf: BytesMut::with_capacity(READ_CHUNK),
         timer: None,
         scanner: ctx.dialect.reply_scanner(),
-        held_replies: false,
     };
     let close = poll_fn(|cx| io.poll(cx, &conn)).await;
     let stats = ctx.stats();
@@ -547,17 +527,12 @@ async fn connect(addr: &ServerAddr) -> Result<Stream, Errno> {
 }
 
 struct ServerIo {
-    /// On epoll, or on the worker's ring (`--io uring`; not TLS).
-    stream: SocketIo,
+    stream: Stream,
     rbuf: BytesMut,
     /// Armed at or before the earliest request deadline.
     timer: Option<Pin<Box<Sleep>>>,
     /// Resumes a reply that arrives over many reads (no rescans).
     scanner: ReplyScanner,
-    /// `rbuf` holds a reply to a request whose send is still in flight on
-    /// the ring: it is matched once the completion moves the request on,
-    /// and nothing more is read until then.
-    held_replies: bool,
 }
 
 impl ServerIo {
@@ -610,7 +585,6 @@ impl ServerIo {
                 self.stream
                     .poll_send_once(cx, &mut view, &mut offset, &conn.ctx.send, &stats.send);
             view.q.send_offset = offset;
-            view.q.sending = self.stream.sending();
             match result {
                 Poll::Pending | Poll::Ready(Ok(Sent::Idle)) => return Ok(()),
                 Poll::Ready(Ok(_)) => *progress = true,
@@ -625,15 +599,6 @@ impl ServerIo {
         conn: &ServerConn,
         progress: &mut bool,
     ) -> Result<(), Close> {
-        if self.held_replies {
-            // No receive is armed while replies are held (it would take
-            // `rbuf` into the ring): the send's completion comes first.
-            if conn.queues.borrow().sending > 0 {
-                return Ok(());
-            }
-            self.held_replies = false;
-            self.dispatch_replies(conn)?;
-        }
         match self.stream.poll_read_into(cx, &mut self.rbuf, READ_CHUNK) {
             Poll::Pending => Ok(()),
             Poll::Ready(Ok(0)) => Err(Close::Eof),
@@ -650,17 +615,6 @@ impl ServerIo {
         let ctx = &conn.ctx;
         let stats = ctx.stats();
         loop {
-            {
-                let q = conn.queues.borrow();
-                if q.outq.is_empty() && q.sending > 0 && !self.rbuf.is_empty() {
-                    // The server answered bytes whose send completion the
-                    // ring has not reported yet. Matched once it has: who
-                    // the reply belongs to (a fence, a no-reply request, a
-                    // request still being written) depends on what went out.
-                    self.held_replies = true;
-                    return Ok(());
-                }
-            }
             let reply = match self.scanner.scan(&self.rbuf, &ctx.limits) {
                 Ok(reply) => reply,
                 Err(ParseError::Incomplete) => return Ok(()),
@@ -720,7 +674,6 @@ impl ServerIo {
                         stats.out_queue_bytes.sub(req.data.len() as u64);
                         req
                     }
-
                     // A reply to the request still being written: memcached
                     // answers an oversized set after its command line and
                     // then discards the data. The request is done once its

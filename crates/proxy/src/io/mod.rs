@@ -2,7 +2,7 @@
 //! stream type and its readiness loops (`stream`), TLS (`tls`), the raw syscalls (`sys`,
 //! the only unsafe code besides `uring`), the single-threaded task waker
 //! (`wake`), `--busy-poll` (`busy_poll`), `--wait adaptive` (`wait`) and
-//! `--io uring`'s per-worker ring for client and server I/O (`uring`). Nothing here
+//! `--io uring`'s per-worker ring for client I/O (`uring`). Nothing here
 //! knows a wire protocol.
 
 pub(crate) mod busy_poll;

@@ -1,4 +1,4 @@
-//! `--io uring`: client and server socket I/O on one io_uring per worker.
+//! `--io uring`: client receives and reply sends on one io_uring per worker.
 //!
 //! At pipeline 1 the epoll path costs every request a `read` and a `write`
 //! on its client socket; batching has to happen across clients. Here each
@@ -11,10 +11,8 @@
 //! event-loop iteration carries every client's sends and re-armed receives. Completions signal an eventfd registered
 //! with the ring; the worker's reaper task awaits it through tokio (it is
 //! never read: each completion is a new edge) and wakes the connections
-//! whose operations finished. Server connections go on the ring too: a
-//! batch of requests is the same `writev` chain as one `sendmsg` SQE, and
-//! replies arrive through a receive kept armed, so a loop iteration's
-//! server sends share the clients' `io_uring_enter`.
+//! whose operations finished. Server connections stay on epoll and the
+//! writev chain.
 //!
 //! Buffers: a receive goes straight into the client's `BytesMut` (moved
 //! into the operation while the kernel owns it, then handed back), so
@@ -27,8 +25,8 @@
 //! waits with a poll SQE (no buffer) and reads into the stack, as the epoll
 //! path does, so idle clients cost no buffer.
 //!
-//! A socket is moved to the ring only when it is plain TCP or unix; TLS
-//! connections stay on the epoll path.
+//! A client is moved to the ring only when it is plain TCP or unix; TLS
+//! clients stay on the epoll path.
 #![allow(unsafe_code)]
 
 use std::cell::RefCell;
@@ -120,16 +118,6 @@ pub(crate) fn submit_pending() {
                 ring.submit_and_reap();
             }
         }
-    });
-}
-
-/// Submits what is queued and hands out the completions already there
-/// (entering the kernel first when task work waits for it): a spinning
-/// worker sees ring work here without the eventfd's trip through epoll.
-pub(crate) fn reap_now() {
-    with_ring(|ring| {
-        ring.submit();
-        ring.reap();
     });
 }
 
@@ -474,14 +462,11 @@ impl Drop for Ring {
     }
 }
 
-/// A socket whose receives and sends go through the worker's ring.
+/// A client socket whose receives and sends go through the worker's ring.
 pub(crate) struct UringConn {
     fd: Rc<OwnedFd>,
     recv: Option<u32>,
     send: Option<u32>,
-    /// Messages from the queue's head the send in flight carries (some or
-    /// all of their bytes): the queue must not change under them.
-    sending: usize,
     /// The last send's buffers, reused by the next.
     spare: Option<Box<SendKeep>>,
     /// Reads in a row that filled their buffer (modulo
@@ -495,7 +480,6 @@ impl UringConn {
             fd: Rc::new(fd),
             recv: None,
             send: None,
-            sending: 0,
             spare: None,
             full_reads: 0,
         }
@@ -617,7 +601,6 @@ impl UringConn {
                     return Poll::Pending;
                 };
                 self.send = None;
-                self.sending = 0;
                 let Keep::Send(mut keep) = keep else {
                     return Poll::Ready(Err(io::Error::other("io_uring send lost")));
                 };
@@ -678,7 +661,6 @@ impl UringConn {
                 return Poll::Ready(Err(e));
             }
             self.send = Some(id);
-            self.sending = looked_at;
             Poll::Pending
         });
         done.unwrap_or_else(|| Poll::Ready(Err(io::Error::other("io_uring ring is gone"))))
@@ -712,28 +694,27 @@ fn retryable(res: i32) -> bool {
     matches!(-res, libc::EAGAIN | libc::EINTR)
 }
 
-/// A connection's I/O: readiness and syscalls (epoll), or the ring.
-pub(crate) enum SocketIo {
+/// A client connection's I/O: readiness and syscalls (epoll), or the ring.
+pub(crate) enum ClientIo {
     Epoll(Stream),
     Uring(UringConn),
 }
 
-impl SocketIo {
-    /// Puts a plain TCP or unix socket on this worker's ring when it has
-    /// one; TLS connections, and every connection of an epoll worker, keep
-    /// `stream`.
-    pub(crate) fn new(stream: Stream) -> io::Result<SocketIo> {
+impl ClientIo {
+    /// Puts a plain TCP or unix client on this worker's ring when it has
+    /// one; TLS clients, and every client of an epoll worker, keep `stream`.
+    pub(crate) fn new(stream: Stream) -> io::Result<ClientIo> {
         if !active() {
-            return Ok(SocketIo::Epoll(stream));
+            return Ok(ClientIo::Epoll(stream));
         }
         let fd: OwnedFd = match stream {
             // Leaving the runtime's epoll set: readiness of this socket
             // would only wake the worker for nothing.
             Stream::Tcp(s) => s.into_std()?.into(),
             Stream::Unix(s) => s.into_std()?.into(),
-            tls @ Stream::Tls(_) => return Ok(SocketIo::Epoll(tls)),
+            tls @ Stream::Tls(_) => return Ok(ClientIo::Epoll(tls)),
         };
-        Ok(SocketIo::Uring(UringConn::new(fd)))
+        Ok(ClientIo::Uring(UringConn::new(fd)))
     }
 
     /// One read into `buf` (see `Stream::poll_read_into`).
@@ -744,8 +725,8 @@ impl SocketIo {
         min_free: usize,
     ) -> Poll<io::Result<usize>> {
         match self {
-            SocketIo::Epoll(s) => s.poll_read_into(cx, buf, min_free),
-            SocketIo::Uring(u) => u.poll_read_into(cx, buf, min_free),
+            ClientIo::Epoll(s) => s.poll_read_into(cx, buf, min_free),
+            ClientIo::Uring(u) => u.poll_read_into(cx, buf, min_free),
         }
     }
 
@@ -760,26 +741,15 @@ impl SocketIo {
         stats: &SendStats,
     ) -> Poll<io::Result<Sent>> {
         match self {
-            SocketIo::Epoll(s) => s.poll_send_once(cx, queue, offset, opts, stats),
-            SocketIo::Uring(u) => u.poll_send_once(cx, queue, offset, opts, stats),
+            ClientIo::Epoll(s) => s.poll_send_once(cx, queue, offset, opts, stats),
+            ClientIo::Uring(u) => u.poll_send_once(cx, queue, offset, opts, stats),
         }
     }
 
     pub(crate) fn has_pending_output(&self) -> bool {
         match self {
-            SocketIo::Epoll(s) => s.has_pending_output(),
-            SocketIo::Uring(u) => u.send.is_some(),
-        }
-    }
-
-    /// How many messages at the send queue's head a send in flight carries
-    /// (always 0 on epoll, where a send is done when it returns). Until it
-    /// completes they are neither removed nor reordered, and a reply to
-    /// them may arrive before the completion says they went out.
-    pub(crate) fn sending(&self) -> usize {
-        match self {
-            SocketIo::Epoll(_) => 0,
-            SocketIo::Uring(u) => u.sending,
+            ClientIo::Epoll(s) => s.has_pending_output(),
+            ClientIo::Uring(u) => u.send.is_some(),
         }
     }
 
@@ -789,8 +759,8 @@ impl SocketIo {
     /// ahead of it go out).
     pub(crate) fn defers_send(&self) -> bool {
         match self {
-            SocketIo::Epoll(_) => false,
-            SocketIo::Uring(u) => u.full_reads > 0 && u.recv.is_some(),
+            ClientIo::Epoll(_) => false,
+            ClientIo::Uring(u) => u.full_reads > 0 && u.recv.is_some(),
         }
     }
 }
@@ -841,13 +811,13 @@ mod tests {
         uninstall();
     }
 
-    fn client_pair() -> (SocketIo, std::os::unix::net::UnixStream) {
+    fn client_pair() -> (ClientIo, std::os::unix::net::UnixStream) {
         let (ours, peer) = std::os::unix::net::UnixStream::pair().unwrap();
         ours.set_nonblocking(true).unwrap();
         peer.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
         let stream = Stream::Unix(tokio::net::UnixStream::from_std(ours).unwrap());
-        let io = SocketIo::new(stream).unwrap();
-        assert!(matches!(io, SocketIo::Uring(_)));
+        let io = ClientIo::new(stream).unwrap();
+        assert!(matches!(io, ClientIo::Uring(_)));
         (io, peer)
     }
 

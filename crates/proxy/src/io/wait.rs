@@ -323,9 +323,6 @@ pub(crate) async fn run(wakeup: Duration, cap_percent: u8, stats: Arc<WorkerStat
             let mut shared = SharedCpu::new();
             let hit = loop {
                 sys::sched_yield();
-                // Ring completions (`--io uring`) wake their connections
-                // now rather than through the eventfd on the next round.
-                crate::io::uring::reap_now();
                 if shared.check() {
                     with_adaptive(|a| a.policy.back_off(Instant::now()));
                     break false;

@@ -68,7 +68,7 @@ pub(crate) struct WorkerSetup {
     pub(crate) wait: Option<(u8, Duration)>,
     /// This worker runs the pools' health checks (worker 0 does).
     pub(crate) health_checks: bool,
-    /// `--io uring` (and the probe passed): client and server I/O on a ring.
+    /// `--io uring` (and the probe passed): client I/O on a ring.
     pub(crate) uring: bool,
 }
 
