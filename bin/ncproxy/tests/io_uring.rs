@@ -139,7 +139,9 @@ fn uring_serves_redis_and_memcached_end_to_end() {
         top(&s, "uring_sqes").expect("uring_sqes"),
         top(&s, "uring_cqes").expect("uring_cqes"),
     );
-    assert!(submits > 0 && sqes >= submits && cqes > 0, "{s}");
+    // An enter may submit nothing: it runs the ring's completions when the
+    // task-run flag says they wait for one.
+    assert!(submits > 0 && sqes > 0 && cqes > 0, "{s}");
     // Replies went out as SQEs, not as send syscalls; the counters of the
     // reply path (buffers, bytes) still count them.
     assert_eq!(s["alpha"]["client_send_syscalls"].as_u64(), Some(0), "{s}");

@@ -189,7 +189,8 @@ pub struct IdleStats {
 pub struct UringStats {
     /// 1 while the worker's client I/O runs on its ring.
     pub active: Counter,
-    /// `io_uring_enter` calls that submitted SQEs.
+    /// `io_uring_enter` calls: submitting SQEs, or running completions the
+    /// task-run flag says wait for an enter.
     pub submits: Counter,
     /// SQEs submitted (client receives, reply sends, cancels).
     pub sqes: Counter,

@@ -413,7 +413,8 @@ fn send_once<Q: SendQueue>(
     if conn.wants_write() {
         return flush(fd, conn, stats);
     }
-    let (iovs, total, looked_at) = chain::gather(queue, *offset, opts);
+    let mut iovs = chain::Batch::new();
+    let (total, looked_at) = chain::gather(queue, *offset, opts, &mut iovs);
     if total == 0 {
         drop(iovs);
         return Ok(chain::complete_empty(queue, offset, looked_at));

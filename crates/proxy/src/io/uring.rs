@@ -626,7 +626,8 @@ impl UringConn {
                     return Poll::Ready(Err(io::Error::from_raw_os_error(-res)));
                 }
             }
-            let (iovs, total, looked_at) = chain::gather(queue, *offset, opts);
+            let mut iovs = chain::Batch::new();
+            let (total, looked_at) = chain::gather(queue, *offset, opts, &mut iovs);
             if total == 0 {
                 drop(iovs);
                 return Poll::Ready(Ok(chain::complete_empty(queue, offset, looked_at)));
