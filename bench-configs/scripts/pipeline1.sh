@@ -6,13 +6,19 @@
 #   ROUNDS=5 bench-configs/scripts/pipeline1.sh
 #   EXTRA_CONFIGS='adaptive-1w=--wait adaptive --workers 1' \
 #     bench-configs/scripts/pipeline1.sh
+#   # another build against this one (an A/B of a change), GET only:
+#   CONFIGS='nutcracker uring' TESTS=get \
+#     EXTRA_CONFIGS='before=@/tmp/before/release/ncproxy --io uring' \
+#     bench-configs/scripts/pipeline1.sh
 #
 # It starts two redis-servers and, on the same pool, nutcracker and one
 # ncproxy per config: default (epoll, --wait sleep), --io uring, --wait
-# adaptive, --busy-poll 200, plus EXTRA_CONFIGS (NAME=FLAGS, separated by ';'). All run at once;
+# adaptive, --busy-poll 200 (CONFIGS picks among these; nutcracker is always
+# run, as the reference), plus EXTRA_CONFIGS (NAME=FLAGS, separated by ';';
+# FLAGS starting with @PATH run the ncproxy binary at PATH). All run at once;
 # one at a time is loaded. Each round runs, for -P 1 then -P 16, every target
 # in turn (the order rotates from round to round):
-#   redis-benchmark -c 50 -n 500000 -t set,get -P <p> -q
+#   redis-benchmark -c 50 -n 500000 -t set,get -P <p> -q     (TESTS: -t)
 # and records requests/s, the target's CPU time (utime + stime from
 # /proc/<pid>/stat) and its read + write syscalls (syscr + syscw from
 # /proc/<pid>/io) over the run. It prints, per config and pipeline, the
@@ -30,6 +36,8 @@ PIPELINES=${PIPELINES:-"1 16"}
 RUN_TIMEOUT=${RUN_TIMEOUT:-120}
 BUSY_POLL_US=${BUSY_POLL_US:-200}
 EXTRA_CONFIGS=${EXTRA_CONFIGS:-}
+CONFIGS=${CONFIGS:-"default uring adaptive busy-poll"}
+TESTS=${TESTS:-set,get}
 work=$(mktemp -d /tmp/pipeline1.XXXXXX)
 pids=()
 cleanup() {
@@ -71,8 +79,16 @@ bench:
 YAML
 }
 
-names=(nutcracker default uring adaptive busy-poll)
-flags=("" "" "--io uring" "--wait adaptive" "--busy-poll $BUSY_POLL_US")
+declare -A builtin=([default]="" [uring]="--io uring" [adaptive]="--wait adaptive"
+  [busy-poll]="--busy-poll $BUSY_POLL_US")
+names=(nutcracker)
+flags=("")
+for c in $CONFIGS; do
+  [[ $c == nutcracker ]] && continue
+  [[ -v "builtin[$c]" ]] || { echo "pipeline1: CONFIGS: unknown config '$c'" >&2; exit 2; }
+  names+=("$c")
+  flags+=("${builtin[$c]}")
+done
 IFS=';' read -r -a extras <<< "$EXTRA_CONFIGS"
 for e in "${extras[@]}"; do
   [[ -z "${e// }" ]] && continue
@@ -87,8 +103,16 @@ for i in "${!names[@]}"; do
   if [[ $name == nutcracker ]]; then
     nutcracker -c "$work/$name.yml" -s "$s" -a 127.0.0.1 -o "$work/$name.log" &
   else
+    binary=$BIN/ncproxy
+    config_flags=${flags[$i]}
+    if [[ $config_flags == @* ]]; then
+      binary=${config_flags%% *}
+      binary=${binary#@}
+      [[ $config_flags == *' '* ]] && config_flags=${config_flags#* } || config_flags=
+    fi
+    [[ -x $binary ]] || { echo "pipeline1: $name: no ncproxy binary at $binary" >&2; exit 2; }
     # shellcheck disable=SC2086
-    "$BIN/ncproxy" -c "$work/$name.yml" -s "$s" -a 127.0.0.1 -o "$work/$name.log" ${flags[$i]} &
+    "$binary" -c "$work/$name.yml" -s "$s" -a 127.0.0.1 -o "$work/$name.log" $config_flags &
   fi
   target_pid[$name]=$!
   target_port[$name]=$p
@@ -97,7 +121,7 @@ for i in "${!names[@]}"; do
 done
 wait_port "$r1"; wait_port "$r2"
 for name in "${names[@]}"; do wait_port "${target_port[$name]}"; done
-echo "pipeline1: redis-benchmark -c $CLIENTS -n $REQUESTS -t set,get -P {$PIPELINES}, $ROUNDS rounds"
+echo "pipeline1: redis-benchmark -c $CLIENTS -n $REQUESTS -t $TESTS -P {$PIPELINES}, $ROUNDS rounds"
 for i in "${!names[@]}"; do echo "  ${names[$i]}: ${flags[$i]:-(defaults)}"; done
 
 cpu_ticks() { awk '{ sub(/^.*\) /, ""); print $12 + $13 }' "/proc/$1/stat"; }
@@ -112,28 +136,32 @@ for round in $(seq "$ROUNDS"); do
       pid=${target_pid[$name]}
       c0=$(cpu_ticks "$pid"); s0=$(syscalls "$pid")
       out=$(timeout "$RUN_TIMEOUT" redis-benchmark -h 127.0.0.1 -p "${target_port[$name]}" \
-        -c "$CLIENTS" -n "$REQUESTS" -t set,get -P "$pipeline" -q 2>/dev/null | tr '\r' '\n') || {
+        -c "$CLIENTS" -n "$REQUESTS" -t "$TESTS" -P "$pipeline" -q 2>/dev/null | tr '\r' '\n') || {
         echo "pipeline1: redis-benchmark against $name failed or timed out" >&2
         exit 1
       }
       c1=$(cpu_ticks "$pid"); s1=$(syscalls "$pid")
       set_rps=$(awk -F'[: ]+' '/^SET:/ { v = $2 } END { print v }' <<< "$out")
       get_rps=$(awk -F'[: ]+' '/^GET:/ { v = $2 } END { print v }' <<< "$out")
-      printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$round" "$pipeline" "$name" "$set_rps" "$get_rps" \
+      printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$round" "$pipeline" "$name" "${set_rps:-nan}" "${get_rps:-nan}" \
         "$((c1 - c0))" "$((s1 - s0))" >> "$results"
       printf '  round %s -P %-2s %-12s SET %10s GET %10s\n' "$round" "$pipeline" "$name" "$set_rps" "$get_rps"
     done
   done
 done
 
-python3 - "$results" "$REQUESTS" "$(getconf CLK_TCK)" "${names[@]}" <<'PY'
-import statistics, sys
-path, requests, hz, names = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4:]
+python3 - "$results" "$REQUESTS" "$(getconf CLK_TCK)" "$TESTS" "${names[@]}" <<'PY'
+import math, statistics, sys
+path, requests, hz, names = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[5:]
+tests = len([t for t in sys.argv[4].split(",") if t])
 rows = [l.split('\t') for l in open(path).read().splitlines() if l]
 runs = {(int(r[0]), int(r[1]), r[2]): (float(r[3]), float(r[4]), int(r[5]), int(r[6])) for r in rows}
 pipelines = sorted({p for _, p, _ in runs})
 rounds = sorted({r for r, _, _ in runs})
 def span(xs):
+    xs = [x for x in xs if not math.isnan(x)]
+    if not xs:
+        return "-"
     return "%.2f [%.2f-%.2f]" % (statistics.median(xs), min(xs), max(xs))
 print()
 print("%-12s %3s  %-22s %-22s %12s %12s" % ("config", "-P", "SET / nutcracker", "GET / nutcracker", "CPU us/req", "sys/req"))
@@ -146,9 +174,9 @@ for p in pipelines:
                 continue
             set_r.append(mine[0] / base[0])
             get_r.append(mine[1] / base[1])
-            # Both tests: 2 x requests.
-            cpu.append(mine[2] * 1e6 / hz / (2 * requests))
-            sys_.append(mine[3] / (2 * requests))
+            # Each test makes `requests` requests.
+            cpu.append(mine[2] * 1e6 / hz / (tests * requests))
+            sys_.append(mine[3] / (tests * requests))
         if not set_r:
             continue
         print("%-12s %3d  %-22s %-22s %12.2f %12.3f" % (name, p, span(set_r), span(get_r),
