@@ -106,9 +106,7 @@ for i in "${!names[@]}"; do
     binary=$BIN/ncproxy
     config_flags=${flags[$i]}
     if [[ $config_flags == @* ]]; then
-      binary=${config_flags%% *}
-      binary=${binary#@}
-      [[ $config_flags == *' '* ]] && config_flags=${config_flags#* } || config_flags=
+      read -r binary config_flags <<< "${config_flags#@}"
     fi
     [[ -x $binary ]] || { echo "pipeline1: $name: no ncproxy binary at $binary" >&2; exit 2; }
     # shellcheck disable=SC2086

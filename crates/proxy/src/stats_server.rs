@@ -147,7 +147,7 @@ type WorkerField = (&'static str, &'static str, fn(&WorkerStats) -> u64);
 const URING_FIELDS: [WorkerField; 3] = [
     (
         "uring_submits",
-        "io_uring_enter calls (submitting client I/O, or running completions that wait for one)",
+        "io_uring_enter calls (submitting client I/O, or only running completions that wait for an enter)",
         |w| w.uring.submits.get(),
     ),
     (
